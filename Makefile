@@ -1,0 +1,50 @@
+# The project's workflows, in CI order. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
+
+.PHONY: help venv lock lint format test test-unit test-integration test-container bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/activate: requirements/dev.in $(LOCK)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/dev.in -c $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(BIN)/activate
+
+venv: $(BIN)/activate  ## build .venv with every package pinned by requirements/lock.txt
+
+lock:  ## re-resolve requirements/*.in into requirements/lock.txt (needs the network)
+	rm -rf /tmp/oic-lock && $(PYTHON) -m venv /tmp/oic-lock
+	/tmp/oic-lock/bin/pip install --quiet -r requirements/dev.in
+	{ head -2 $(LOCK); /tmp/oic-lock/bin/pip freeze --exclude-editable; grep -E '^(mxnet-cu|nvidia-)' $(LOCK); } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+
+lint: venv  ## ruff lint + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test-unit: venv  ## fast tests, no training
+	$(BIN)/pytest tests/unit -q
+
+test-integration: venv  ## really trains small models on the CPU
+	$(BIN)/pytest tests/integration -q
+
+test-container: venv  ## builds the CPU and GPU images and runs them (starts a Docker engine if needed)
+	$(BIN)/pytest tests/container -q
+
+test: lint  ## the whole suite: lint, unit, integration, container, cloud
+	$(BIN)/pytest tests -q
+
+clean:  ## remove caches (not the venv)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

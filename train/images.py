@@ -1,0 +1,121 @@
+"""Safe image decoding shared by the RecordIO packer and the inference server.
+
+Every image goes through :func:`decode_image`, which refuses what should never reach a decoder
+(empty bytes, unknown formats, decompression bombs, truncated JPEG/PNG) with a
+:class:`BadImage` that says why, and turns what is merely unusual (grayscale, CMYK, 16-bit,
+alpha channel, palette) into plain 8-bit RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image
+
+# A 30000x30000 image is 900 megapixels; phone and DSLR photos stay well under 100.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_IEND = b"IEND\xaeB`\x82"
+
+
+class BadImage(ValueError):
+    """The bytes are not an image this product can use; the message says why."""
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height read from the header alone, without decoding any pixels."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+    except Image.DecompressionBombError as exc:
+        raise BadImage(f"image too large to decode safely ({exc})") from None
+    except Exception:
+        raise BadImage("not a recognised image format (expected JPEG, PNG, BMP, ...)") from None
+
+
+def _check_complete(data: bytes) -> None:
+    """Refuse JPEG and PNG files whose end marker is missing: they were cut short."""
+    if data.startswith(_JPEG_SOI) and _JPEG_EOI not in data[-1024:]:
+        raise BadImage("truncated JPEG (no end-of-image marker)")
+    if data.startswith(_PNG_MAGIC) and _PNG_IEND not in data[-64:]:
+        raise BadImage("truncated PNG (no IEND chunk)")
+
+
+def _to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Convert what OpenCV decoded (gray, BGR, BGRA, 8 or 16 bit) to 8-bit RGB."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        # Composite on white: transparent pixels often hide black or garbage RGB.
+        rgb = image[:, :, :3].astype(np.float32)
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        blended = rgb * alpha + 255.0 * (1.0 - alpha)
+        return cv2.cvtColor(blended.round().astype(np.uint8), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes into an HxWx3 uint8 RGB array.
+
+    Args:
+        data: the encoded file (JPEG, PNG, BMP, TIFF, WebP, ...).
+        max_pixels: images with more pixels than this are refused before decoding.
+
+    Raises:
+        BadImage: empty, unknown, truncated, too large or undecodable input.
+    """
+    width, height = image_size(data)
+    if width * height > max_pixels:
+        raise BadImage(
+            f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the limit "
+            f"of {max_pixels / 1e6:.0f} megapixels; downscale it first"
+        )
+    _check_complete(data)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None or image.size == 0:
+        image = _decode_with_pillow(data)
+    return _to_rgb8(image)
+
+
+def _decode_with_pillow(data: bytes) -> np.ndarray:
+    """Fallback for formats OpenCV cannot read (CMYK variants, some TIFFs): Pillow to RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            rgb = np.asarray(img.convert("RGB"))
+    except Exception as exc:
+        raise BadImage(f"could not decode image ({type(exc).__name__}: {exc})") from None
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:
+    """Encode an RGB image as JPEG (used to pack training records)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise BadImage("could not re-encode image as JPEG")
+    return buf.tobytes()
+
+
+def encode_png(image_rgb: np.ndarray) -> bytes:
+    """Encode an RGB image losslessly (used to pack validation records, so validation sees
+    exactly the pixels the server computes)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise BadImage("could not re-encode image as PNG")
+    return buf.tobytes()
