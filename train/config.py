@@ -114,70 +114,146 @@ def _always(_: Any) -> bool:
 
 
 SPECS: dict[str, Spec] = {
-    "num_classes": Spec(parse_int, _positive, "a positive integer",
-                        "number of output classes (inferred from the data when omitted)"),
-    "num_training_samples": Spec(parse_int, _positive, "a positive integer",
-                                 "number of training images (the real count wins if it differs)"),
-    "augmentation_type": Spec(parse_str, _one_of(AUGMENTATION_TYPES),
-                              "one of " + ", ".join(AUGMENTATION_TYPES),
-                              "random crop+flip, plus colour jitter, plus affine jitter"),
+    "num_classes": Spec(
+        parse_int,
+        _positive,
+        "a positive integer",
+        "number of output classes (inferred from the data when omitted)",
+    ),
+    "num_training_samples": Spec(
+        parse_int,
+        _positive,
+        "a positive integer",
+        "number of training images (the real count wins if it differs)",
+    ),
+    "augmentation_type": Spec(
+        parse_str,
+        _one_of(AUGMENTATION_TYPES),
+        "one of " + ", ".join(AUGMENTATION_TYPES),
+        "random crop+flip, plus colour jitter, plus affine jitter",
+    ),
     "beta_1": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "adam beta_1"),
     "beta_2": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "adam beta_2"),
-    "checkpoint_frequency": Spec(parse_int, _positive, "a positive integer <= epochs",
-                                 "keep a model every N epochs instead of only the best one"),
+    "checkpoint_frequency": Spec(
+        parse_int,
+        _positive,
+        "a positive integer <= epochs",
+        "keep a model every N epochs instead of only the best one",
+    ),
     "early_stopping": Spec(parse_bool, _always, "True or False", "stop when validation stalls"),
-    "early_stopping_min_epochs": Spec(parse_int, _positive, "a positive integer",
-                                      "epochs to run before early stopping may trigger"),
-    "early_stopping_patience": Spec(parse_int, _positive, "a positive integer",
-                                    "epochs without improvement before stopping"),
-    "early_stopping_tolerance": Spec(parse_float, _in(0, 1), "a float in [0, 1]",
-                                     "relative improvement below which an epoch does not count"),
+    "early_stopping_min_epochs": Spec(
+        parse_int,
+        _positive,
+        "a positive integer",
+        "epochs to run before early stopping may trigger",
+    ),
+    "early_stopping_patience": Spec(
+        parse_int, _positive, "a positive integer", "epochs without improvement before stopping"
+    ),
+    "early_stopping_tolerance": Spec(
+        parse_float,
+        _in(0, 1),
+        "a float in [0, 1]",
+        "relative improvement below which an epoch does not count",
+    ),
     "epochs": Spec(parse_int, _positive, "a positive integer", "number of training epochs"),
     "eps": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "epsilon of adam and rmsprop"),
     "gamma": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "decay factor of rmsprop"),
-    "image_shape": Spec(parse_image_shape,
-                        lambda v: v[0] in (1, 3) and v[1] > 0 and v[2] > 0,
-                        "'channels,height,width' with 1 or 3 channels, e.g. '3,224,224'",
-                        "network input shape"),
-    "kv_store": Spec(parse_str, _one_of(KV_STORES), "dist_sync or dist_async",
-                     "parameter-server mode for multi-host training"),
+    "image_shape": Spec(
+        parse_image_shape,
+        lambda v: v[0] in (1, 3) and v[1] > 0 and v[2] > 0,
+        "'channels,height,width' with 1 or 3 channels, e.g. '3,224,224'",
+        "network input shape",
+    ),
+    "kv_store": Spec(
+        parse_str,
+        _one_of(KV_STORES),
+        "dist_sync or dist_async",
+        "parameter-server mode for multi-host training",
+    ),
     "learning_rate": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "initial learning rate"),
-    "lr_scheduler_factor": Spec(parse_float, _in(0, 1), "a float in [0, 1]",
-                                "learning-rate multiplier at each scheduler step"),
-    "lr_scheduler_step": Spec(parse_epoch_list, lambda v: len(v) > 0 and all(e > 0 for e in v),
-                              "comma-separated positive epochs, e.g. '10,20'",
-                              "epochs at which the learning rate is multiplied by the factor"),
-    "mini_batch_size": Spec(parse_int, _positive, "a positive integer",
-                            "batch size per host (split across GPUs)"),
+    "lr_scheduler_factor": Spec(
+        parse_float,
+        _in(0, 1),
+        "a float in [0, 1]",
+        "learning-rate multiplier at each scheduler step",
+    ),
+    "lr_scheduler_step": Spec(
+        parse_epoch_list,
+        lambda v: len(v) > 0 and all(e > 0 for e in v),
+        "comma-separated positive epochs, e.g. '10,20'",
+        "epochs at which the learning rate is multiplied by the factor",
+    ),
+    "mini_batch_size": Spec(
+        parse_int, _positive, "a positive integer", "batch size per host (split across GPUs)"
+    ),
     "momentum": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "momentum of sgd and nag"),
     "multi_label": Spec(parse_bool, _always, "0 or 1", "one sigmoid per class instead of softmax"),
-    "num_layers": Spec(parse_int, _one_of(LARGE_IMAGE_LAYERS + SMALL_IMAGE_LAYERS),
-                       "one of 18, 34, 50, 101, 152, 200 (large images) or 20, 32, 44, 56, 110 "
-                       "(small images)", "ResNet depth"),
-    "optimizer": Spec(parse_str, _one_of(OPTIMIZERS), "one of " + ", ".join(OPTIMIZERS),
-                      "optimizer"),
-    "precision_dtype": Spec(parse_str, _one_of(PRECISIONS), "float32 or float16",
-                            "float16 = mixed precision with float32 master weights (GPU only)"),
-    "resize": Spec(parse_int, _positive, "a positive integer",
-                   "shorter side of images after resizing, before cropping"),
-    "top_k": Spec(parse_int, lambda v: v > 1, "an integer greater than 1",
-                  "also report top-k training accuracy"),
-    "use_pretrained_model": Spec(parse_bool, _always, "0 or 1",
-                                 "start from ImageNet weights (transfer learning)"),
-    "use_weighted_loss": Spec(parse_bool, _always, "0 or 1",
-                              "class-frequency-weighted loss (multi-label only)"),
+    "num_layers": Spec(
+        parse_int,
+        _one_of(LARGE_IMAGE_LAYERS + SMALL_IMAGE_LAYERS),
+        "one of 18, 34, 50, 101, 152, 200 (large images) or 20, 32, 44, 56, 110 (small images)",
+        "ResNet depth",
+    ),
+    "optimizer": Spec(
+        parse_str, _one_of(OPTIMIZERS), "one of " + ", ".join(OPTIMIZERS), "optimizer"
+    ),
+    "precision_dtype": Spec(
+        parse_str,
+        _one_of(PRECISIONS),
+        "float32 or float16",
+        "float16 = mixed precision with float32 master weights (GPU only)",
+    ),
+    "resize": Spec(
+        parse_int,
+        _positive,
+        "a positive integer",
+        "shorter side of images after resizing, before cropping",
+    ),
+    "top_k": Spec(
+        parse_int,
+        lambda v: v > 1,
+        "an integer greater than 1",
+        "also report top-k training accuracy",
+    ),
+    "use_pretrained_model": Spec(
+        parse_bool, _always, "0 or 1", "start from ImageNet weights (transfer learning)"
+    ),
+    "use_weighted_loss": Spec(
+        parse_bool, _always, "0 or 1", "class-frequency-weighted loss (multi-label only)"
+    ),
     "weight_decay": Spec(parse_float, _in(0, 1), "a float in [0, 1]", "L2 weight decay"),
     # Beyond the built-in algorithm.
-    "validation_fraction": Spec(parse_float, lambda v: 0 < v < 1, "a float in (0, 1)",
-                                "share of train held out when there is no validation channel"),
-    "seed": Spec(parse_int, lambda v: v >= 0, "a non-negative integer",
-                 "seed of the validation split, shuffling and initialisation"),
-    "max_bad_image_fraction": Spec(parse_float, _in(0, 1), "a float in [0, 1]",
-                                   "fail when more than this share of images is unreadable"),
-    "max_image_pixels": Spec(parse_int, _positive, "a positive integer",
-                             "refuse images with more pixels than this (decompression bombs)"),
-    "preprocess_threads": Spec(parse_int, lambda v: v >= 0, "a non-negative integer",
-                               "decoding threads and packing processes (0 = all cores)"),
+    "validation_fraction": Spec(
+        parse_float,
+        lambda v: 0 < v < 1,
+        "a float in (0, 1)",
+        "share of train held out when there is no validation channel",
+    ),
+    "seed": Spec(
+        parse_int,
+        lambda v: v >= 0,
+        "a non-negative integer",
+        "seed of the validation split, shuffling and initialisation",
+    ),
+    "max_bad_image_fraction": Spec(
+        parse_float,
+        _in(0, 1),
+        "a float in [0, 1]",
+        "fail when more than this share of images is unreadable",
+    ),
+    "max_image_pixels": Spec(
+        parse_int,
+        _positive,
+        "a positive integer",
+        "refuse images with more pixels than this (decompression bombs)",
+    ),
+    "preprocess_threads": Spec(
+        parse_int,
+        lambda v: v >= 0,
+        "a non-negative integer",
+        "decoding threads and packing processes (0 = all cores)",
+    ),
     "_ps_port": Spec(parse_int, _in(1, 65535), "a TCP port", "parameter-server scheduler port"),
 }
 
@@ -275,7 +351,9 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> TrainConfig:
         except (ValueError, TypeError):
             ok = False
         if not ok:
-            problems.append(f"hyperparameter {key}={raw_value!r} is invalid: expected {spec.allowed}")
+            problems.append(
+                f"hyperparameter {key}={raw_value!r} is invalid: expected {spec.allowed}"
+            )
             continue
         values[_field_name(key)] = value
     problems.extend(_cross_field_problems(values))

@@ -104,8 +104,9 @@ def _decode_with_pillow(data: bytes) -> np.ndarray:
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:
     """Encode an RGB image as JPEG (used to pack training records)."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     if not ok:
         raise BadImage("could not re-encode image as JPEG")
     return buf.tobytes()
@@ -114,8 +115,9 @@ def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:
 def encode_png(image_rgb: np.ndarray) -> bytes:
     """Encode an RGB image losslessly (used to pack validation records, so validation sees
     exactly the pixels the server computes)."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    ok, buf = cv2.imencode(
+        ".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    )
     if not ok:
         raise BadImage("could not re-encode image as PNG")
     return buf.tobytes()

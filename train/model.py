@@ -116,8 +116,9 @@ def _classifier_layer(symbol: mx.sym.Symbol) -> tuple[str, list[str]]:
     return fc["name"], [nodes[i[0]]["name"] for i in fc["inputs"][1:]]
 
 
-def from_saved_model(model_dir: Path, num_classes: int, image_shape: tuple[int, int, int]
-                     ) -> Classifier:
+def from_saved_model(
+    model_dir: Path, num_classes: int, image_shape: tuple[int, int, int]
+) -> Classifier:
     """Incremental training: an earlier model of this product or of the built-in algorithm.
 
     The graph up to the classifier becomes a trainable ``SymbolBlock``; the head keeps its
@@ -151,13 +152,24 @@ def from_saved_model(model_dir: Path, num_classes: int, image_shape: tuple[int, 
         logger.info("Incremental training from %s (classifier kept)", files.params.name)
     else:
         old = None if weight is None else weight.shape[0]
-        logger.info("Incremental training from %s: num_classes %s -> %d, classifier "
-                    "re-initialised", files.params.name, old, num_classes)
+        logger.info(
+            "Incremental training from %s: num_classes %s -> %d, classifier re-initialised",
+            files.params.name,
+            old,
+            num_classes,
+        )
     return Classifier(features, head)
 
 
-def export_model(net: Classifier, model_dir: Path, epoch: int, *, multi_label: bool,
-                 image_shape: tuple[int, int, int], batch_size: int) -> Path:
+def export_model(
+    net: Classifier,
+    model_dir: Path,
+    epoch: int,
+    *,
+    multi_label: bool,
+    image_shape: tuple[int, int, int],
+    batch_size: int,
+) -> Path:
     """Write the built-in's model files for ``epoch`` (atomically), return the params path.
 
     Files: ``image-classification-symbol.json``, ``image-classification-NNNN.params``,

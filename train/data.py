@@ -1,0 +1,305 @@
+"""From SageMaker channels to packed RecordIO files and C++ data iterators.
+
+Three input layouts are recognised per channel, as the built-in algorithm (and beyond it):
+``.lst`` + images (the ``train_lst`` / ``validation_lst`` channels, or a ``.lst`` inside the
+image channel), RecordIO (``.rec`` [+ ``.idx``]), and class sub-folders (labels from sorted
+folder names). Without a validation channel a deterministic split is carved from ``train``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from train import lst, presets, records
+from train.config import TrainConfig
+from train.errors import ClientError
+from train.paths import Paths
+
+logger = logging.getLogger(__name__)
+
+CLASS_NAME_FILES = ("classes.txt", "classes.json")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one channel holds: a list of images under ``root``, or a RecordIO file."""
+
+    name: str
+    root: Path
+    entries: list[lst.Entry] | None = None
+    rec: Path | None = None
+    class_names: list[str] | None = None  # from sub-folder names
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The packed training and validation sets, ready for :func:`record_iter`."""
+
+    train: records.PackedSet
+    validation: records.PackedSet
+    num_classes: int
+    class_names: list[str]
+    label_width: int
+    iter_resize: int | None  # resize done by the iterator (user-supplied RecordIO only)
+
+
+def _nonempty_dir(path: Path) -> bool:
+    return path.is_dir() and any(p for p in path.iterdir() if not p.name.startswith("."))
+
+
+def _single(files: list[Path], what: str) -> Path:
+    if len(files) > 1:
+        names = ", ".join(f.name for f in files)
+        raise ClientError(f"{what} holds {len(files)} files ({names}); keep exactly one")
+    return files[0]
+
+
+def discover(paths: Paths, name: str, cfg: TrainConfig) -> Source | None:
+    """Work out what channel ``name`` (``train`` or ``validation``) holds; None if absent."""
+    root, lst_dir = paths.channel(name), paths.channel(f"{name}_lst")
+    if not root.exists():
+        if lst_dir.exists():
+            raise ClientError(
+                f"the '{name}_lst' channel is given but the '{name}' channel "
+                f"with its images is missing"
+            )
+        return None
+    if not _nonempty_dir(root):
+        raise ClientError(f"the '{name}' channel ({root}) is empty; upload images, .lst or .rec")
+    lst_files = sorted(lst_dir.glob("*.lst")) if lst_dir.is_dir() else []
+    if lst_dir.is_dir() and not lst_files:
+        raise ClientError(f"the '{name}_lst' channel ({lst_dir}) holds no .lst file")
+    lst_files = lst_files or sorted(root.glob("*.lst"))
+    if lst_files:
+        lst_path = _single(lst_files, f"the '{name}_lst' channel")
+        entries = lst.read_lst(lst_path, multi_label=cfg.multi_label, num_classes=cfg.num_classes)
+        logger.info("Using %s (%d images) for the %s channel", lst_path.name, len(entries), name)
+        return Source(name, root, entries=entries)
+    recs = sorted(root.glob("*.rec"))
+    if recs:
+        return Source(name, root, rec=_single(recs, f"the '{name}' channel"))
+    folders = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if folders:
+        entries, classes = lst.list_class_folders(root)
+        if not entries:
+            raise ClientError(f"the class sub-folders of the '{name}' channel hold no images")
+        logger.info(
+            "Found %d images in %d class folders in the %s channel",
+            len(entries),
+            len(classes),
+            name,
+        )
+        return Source(name, root, entries=entries, class_names=classes)
+    raise ClientError(
+        f"the '{name}' channel holds files but no .lst list, .rec file or class sub-folders: "
+        f"add the '{name}_lst' channel with a .lst file (index, label, relative path), or put "
+        f"the images in one sub-folder per class"
+    )
+
+
+def _relabel(source: Source, classes: list[str]) -> Source:
+    """Map a validation folder set onto the training classes by folder name."""
+    unknown = sorted(set(source.class_names or []) - set(classes))
+    if unknown:
+        raise ClientError(f"validation class folders {unknown} do not exist in train")
+    position = {name: i for i, name in enumerate(classes)}
+    local = source.class_names or []
+    entries = [
+        lst.Entry(e.index, (float(position[local[e.label]]),), e.relpath)
+        for e in source.entries or []
+    ]
+    return Source(source.name, source.root, entries=entries, class_names=classes)
+
+
+def _num_classes(cfg: TrainConfig, train: Source, label_width: int) -> int:
+    if train.class_names is not None:
+        found = len(train.class_names)
+    elif train.entries is not None:
+        found = label_width if cfg.multi_label else 1 + max(e.label for e in train.entries)
+    else:
+        found = None
+    if cfg.num_classes is None:
+        if found is None:
+            raise ClientError("num_classes is required with RecordIO input")
+        logger.info("num_classes not set: using %d found in the data", found)
+        return found
+    if train.class_names is not None and found != cfg.num_classes:
+        raise ClientError(
+            f"num_classes={cfg.num_classes} but the train channel has {found} "
+            f"class folders ({', '.join(train.class_names[:20])})"
+        )
+    return cfg.num_classes
+
+
+def _user_class_names(paths: Paths, num_classes: int) -> list[str] | None:
+    """Class names from a ``classes.txt`` (one per line) or ``classes.json`` (a list) in the
+    train or train_lst channel."""
+    for channel in ("train_lst", "train"):
+        for filename in CLASS_NAME_FILES:
+            path = paths.channel(channel) / filename
+            if not path.is_file():
+                continue
+            if filename.endswith(".json"):
+                doc = json.loads(path.read_text())
+                names = doc["classes"] if isinstance(doc, dict) else doc
+            else:
+                names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            if len(names) != num_classes:
+                raise ClientError(f"{path} lists {len(names)} names for {num_classes} classes")
+            return [str(n) for n in names]
+    return None
+
+
+def _pack(
+    source: Source, cfg: TrainConfig, paths: Paths, *, lossless: bool, workers: int, progress: bool
+) -> records.PackedSet:
+    if source.rec is not None:
+        count, _ = records.count_records(source.rec)
+        idx = source.rec.with_suffix(".idx")
+        return records.PackedSet(source.rec, idx, count)
+    _, height, width = cfg.image_shape
+    resize = cfg.resize or presets.default_resize(height, width)
+    settings = records.PackSettings(resize, lossless, (height, width), cfg.max_image_pixels)
+    return records.pack(
+        source.entries or [],
+        source.root,
+        name=source.name,
+        settings=settings,
+        cache_dir=paths.scratch_dir() / "records",
+        workers=workers,
+        max_bad=cfg.max_bad_image_fraction,
+        progress=progress,
+    )
+
+
+def _split(train: Source, cfg: TrainConfig) -> tuple[Source, Source]:
+    if train.entries is None:
+        raise ClientError(
+            "RecordIO training data needs a 'validation' channel (.rec); "
+            "a validation split is carved automatically only from images"
+        )
+    kept, held = lst.split_entries(train.entries, cfg.validation_fraction, cfg.seed)
+    logger.info(
+        "No validation channel: holding out %d of %d training images "
+        "(validation_fraction=%s, seed=%d)",
+        len(held),
+        len(train.entries),
+        cfg.validation_fraction,
+        cfg.seed,
+    )
+    if not held:
+        raise ClientError(
+            "too few training images to carve a validation split; add a 'validation' channel"
+        )
+    return (
+        Source("train", train.root, kept, class_names=train.class_names),
+        Source("validation", train.root, held, class_names=train.class_names),
+    )
+
+
+def prepare_data(paths: Paths, cfg: TrainConfig, *, workers: int, progress: bool) -> DataSpec:
+    """Read the channels, validate them, pack them (or reuse the cache) and describe them."""
+    train = discover(paths, "train", cfg)
+    if train is None:
+        raise ClientError(
+            f"the 'train' channel is missing ({paths.channel('train')}); "
+            f"give the job a channel named 'train'"
+        )
+    validation = discover(paths, "validation", cfg)
+    if validation is None:
+        train, validation = _split(train, cfg)
+    elif train.class_names is not None and validation.class_names is not None:
+        validation = _relabel(validation, train.class_names)
+    width = len(train.entries[0].labels) if train.entries else 1
+    num_classes = _num_classes(cfg, train, width)
+    _check_labels(validation, num_classes, cfg.multi_label)
+    names = train.class_names or _user_class_names(paths, num_classes)
+    if names is None:
+        names = (
+            lst.infer_class_names(train.entries or [], num_classes)
+            if (train.entries and not cfg.multi_label)
+            else [str(k) for k in range(num_classes)]
+        )
+    packed_train = _pack(train, cfg, paths, lossless=False, workers=workers, progress=progress)
+    packed_val = _pack(validation, cfg, paths, lossless=True, workers=workers, progress=progress)
+    _check_counts(cfg, packed_train.count)
+    iter_resize = cfg.resize if train.rec is not None else None
+    return DataSpec(
+        packed_train,
+        packed_val,
+        num_classes,
+        names,
+        num_classes if cfg.multi_label else 1,
+        iter_resize,
+    )
+
+
+def _check_labels(source: Source, num_classes: int, multi_label: bool) -> None:
+    if multi_label or not source.entries:
+        return
+    bad = [e for e in source.entries if e.label >= num_classes]
+    if bad:
+        raise ClientError(
+            f"the {source.name} list has label {bad[0].label} ({bad[0].relpath}),"
+            f" not below num_classes={num_classes}"
+        )
+
+
+def _check_counts(cfg: TrainConfig, count: int) -> None:
+    if count < cfg.mini_batch_size:
+        raise ClientError(
+            f"the training set has {count} usable images, fewer than mini_batch_size="
+            f"{cfg.mini_batch_size}; lower mini_batch_size or add images"
+        )
+    if cfg.num_training_samples is not None and cfg.num_training_samples != count:
+        logger.warning(
+            "num_training_samples=%d but the training set has %d usable images; using %d",
+            cfg.num_training_samples,
+            count,
+            count,
+        )
+
+
+def record_iter(
+    packed: records.PackedSet,
+    spec: DataSpec,
+    cfg: TrainConfig,
+    *,
+    training: bool,
+    batch_size: int,
+    threads: int,
+    num_parts: int = 1,
+    part_index: int = 0,
+):
+    """MXNet's C++ ``ImageRecordIter`` over a packed set: decoding, augmentation and
+    normalisation run in ``threads`` native threads, never in the Python training thread."""
+    import mxnet as mx
+
+    kwargs = dict(
+        path_imgrec=str(packed.rec),
+        data_shape=cfg.image_shape,
+        batch_size=batch_size,
+        label_width=spec.label_width,
+        preprocess_threads=threads,
+        prefetch_buffer=4,
+        num_parts=num_parts,
+        part_index=part_index,
+        **presets.record_iter_normalization(),
+    )
+    if packed.idx.is_file():
+        kwargs["path_imgidx"] = str(packed.idx)
+    if spec.iter_resize:
+        kwargs["resize"] = spec.iter_resize
+    if training:
+        kwargs.update(
+            shuffle=packed.idx.is_file(),
+            seed=cfg.seed,
+            round_batch=True,
+            **presets.train_augmentation(cfg.augmentation_type),
+        )
+    else:
+        kwargs.update(shuffle=False, round_batch=False, rand_crop=False, rand_mirror=False)
+    return mx.io.ImageRecordIter(**kwargs)

@@ -1,0 +1,227 @@
+"""Pack ``.lst`` + images into RecordIO once, in parallel, with a cache keyed by content.
+
+Decoding happens here, in worker threads (OpenCV releases the GIL), and never again in Python:
+training reads the packed file with MXNet's C++ ``ImageRecordIter``. Training images are
+stored as JPEG at the ``resize`` size; validation images as lossless PNG, so that validation
+sees exactly the pixels the server computes with the same :mod:`train.presets` code.
+Unreadable images are skipped and counted; the job fails when too many are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from train import images, presets
+from train.errors import ClientError
+from train.lst import Entry
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = "1"
+REC_FILE = "data.rec"
+IDX_FILE = "data.idx"
+MANIFEST_FILE = "manifest.json"
+MAX_NAMED = 10  # bad files named in a message
+
+
+@dataclass(frozen=True)
+class PackSettings:
+    """What changes the packed bytes (and therefore the cache key)."""
+
+    resize: int | None
+    lossless: bool
+    min_size: tuple[int, int]  # (height, width) every image must reach after resizing
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class PackedSet:
+    """A packed RecordIO file and what is known about it."""
+
+    rec: Path
+    idx: Path
+    count: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _cache_key(entries: list[Entry], root: Path, settings: PackSettings) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([CACHE_VERSION, settings.__dict__], default=list).encode())
+    for e in entries:
+        try:
+            stat = (root / e.relpath).stat()
+            sig = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            sig = "missing"
+        digest.update(f"{e.index}\t{e.labels}\t{e.relpath}\t{sig}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _load(entry: Entry, root: Path, settings: PackSettings) -> tuple[bytes | None, str]:
+    """Read, check, resize and re-encode one image; returns (record bytes, problem)."""
+    path = root / entry.relpath
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, "file not found"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    try:
+        rgb = images.decode_image(data, max_pixels=settings.max_pixels)
+    except images.BadImage as exc:
+        return None, str(exc)
+    rgb = presets.prepare_for_eval(rgb, settings.resize)
+    height, width = rgb.shape[:2]
+    if height < settings.min_size[0] or width < settings.min_size[1]:
+        return None, f"too small: {width}x{height} after resize"
+    encoded = images.encode_png(rgb) if settings.lossless else images.encode_jpeg(rgb)
+    return encoded, ""
+
+
+def _iter_loaded(
+    entries: list[Entry], root: Path, settings: PackSettings, workers: int
+) -> Iterator[tuple[Entry, bytes | None, str]]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(lambda e: _load(e, root, settings), entries, chunksize=1)
+        for entry, (data, problem) in zip(entries, results, strict=True):
+            yield entry, data, problem
+
+
+def _write(
+    entries: list[Entry],
+    root: Path,
+    settings: PackSettings,
+    out_dir: Path,
+    workers: int,
+    progress: bool,
+) -> tuple[int, list[tuple[str, str]], list[str]]:
+    from mxnet import recordio
+    from tqdm import tqdm
+
+    writer = recordio.MXIndexedRecordIO(str(out_dir / IDX_FILE), str(out_dir / REC_FILE), "w")
+    count, skipped, too_small = 0, [], []
+    loaded = _iter_loaded(entries, root, settings, workers)
+    for entry, data, problem in tqdm(
+        loaded, total=len(entries), disable=not progress, desc="packing", unit="img"
+    ):
+        if data is None:
+            if problem.startswith("too small"):
+                too_small.append(entry.relpath)
+            else:
+                skipped.append((entry.relpath, problem))
+            continue
+        labels = entry.labels
+        label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
+        header = recordio.IRHeader(0 if len(labels) == 1 else len(labels), label, entry.index, 0)
+        writer.write_idx(entry.index, recordio.pack(header, data))
+        count += 1
+    writer.close()
+    return count, skipped, too_small
+
+
+def _check_outcome(
+    name: str,
+    total: int,
+    count: int,
+    skipped: list[tuple[str, str]],
+    too_small: list[str],
+    settings: PackSettings,
+    max_bad: float,
+) -> None:
+    if too_small:
+        h, w = settings.min_size
+        raise ClientError(
+            f"{len(too_small)} {name} images are smaller than image_shape {h}x{w} after "
+            f"resizing, e.g. {', '.join(too_small[:MAX_NAMED])}. Set 'resize' to at least "
+            f"{max(h, w)} (it resizes the shorter side) or remove these images."
+        )
+    listed = "; ".join(f"{p} ({why})" for p, why in skipped[:MAX_NAMED])
+    if skipped:
+        logger.warning(
+            "Skipped %d of %d %s images that cannot be used: %s%s",
+            len(skipped),
+            total,
+            name,
+            listed,
+            " ..." if len(skipped) > MAX_NAMED else "",
+        )
+    if total and len(skipped) / total > max_bad:
+        raise ClientError(
+            f"{len(skipped)} of {total} {name} images ({len(skipped) / total:.1%}) cannot be "
+            f"used, more than max_bad_image_fraction={max_bad}: {listed}. Check that the .lst "
+            f"paths are relative to the {name} channel root and the files are images."
+        )
+    if count == 0:
+        raise ClientError(f"no usable {name} images")
+
+
+def pack(
+    entries: list[Entry],
+    root: Path,
+    *,
+    name: str,
+    settings: PackSettings,
+    cache_dir: Path,
+    workers: int,
+    max_bad: float,
+    progress: bool = False,
+) -> PackedSet:
+    """Pack ``entries`` (paths relative to ``root``) into a RecordIO file, or reuse the cache.
+
+    Raises:
+        ClientError: images too small for ``image_shape``, or more unusable images than
+            ``max_bad`` allows.
+    """
+    key = _cache_key(entries, root, settings)
+    final = cache_dir / f"{name}-{key}"
+    manifest_path = final / MANIFEST_FILE
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        logger.info(
+            "Using cached record file for %s (%d images): %s", name, manifest["count"], final
+        )
+        skipped = [tuple(s) for s in manifest["skipped"]]
+        _check_outcome(name, len(entries), manifest["count"], skipped, [], settings, max_bad)
+        return PackedSet(final / REC_FILE, final / IDX_FILE, manifest["count"], skipped)
+    logger.info("Creating record files for %s (%d images, %d threads)", name, len(entries), workers)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir))
+    try:
+        count, skipped, too_small = _write(entries, root, settings, tmp, workers, progress)
+        _check_outcome(name, len(entries), count, skipped, too_small, settings, max_bad)
+        (tmp / MANIFEST_FILE).write_text(json.dumps({"count": count, "skipped": skipped}))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("Done creating record files for %s: %d images", name, count)
+    return PackedSet(final / REC_FILE, final / IDX_FILE, count, skipped)
+
+
+def count_records(rec: Path) -> tuple[int, int]:
+    """Number of records in a RecordIO file and the label width of the first one."""
+    from mxnet import recordio
+
+    reader = recordio.MXRecordIO(str(rec), "r")
+    count, width = 0, 1
+    while True:
+        item = reader.read()
+        if item is None:
+            break
+        if count == 0:
+            header, _ = recordio.unpack(item)
+            width = max(1, int(header.flag))
+        count += 1
+    reader.close()
+    return count, width
