@@ -28,6 +28,13 @@ class BadImage(ValueError):
     """The bytes are not an image this product can use; the message says why."""
 
 
+class ImageTooLarge(BadImage):
+    """The image declares more pixels than allowed (a decompression bomb, or just too big).
+
+    Raised from the header alone, before any pixel is decoded; the server answers 413.
+    """
+
+
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height read from the header alone, without decoding any pixels."""
     if not data:
@@ -38,7 +45,7 @@ def image_size(data: bytes) -> tuple[int, int]:
             with Image.open(io.BytesIO(data)) as img:
                 return img.size
     except Image.DecompressionBombError as exc:
-        raise BadImage(f"image too large to decode safely ({exc})") from None
+        raise ImageTooLarge(f"image too large to decode safely ({exc})") from None
     except Exception:
         raise BadImage("not a recognised image format (expected JPEG, PNG, BMP, ...)") from None
 
@@ -76,11 +83,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         max_pixels: images with more pixels than this are refused before decoding.
 
     Raises:
-        BadImage: empty, unknown, truncated, too large or undecodable input.
+        BadImage: empty, unknown, truncated or undecodable input.
+        ImageTooLarge: (a BadImage) more than ``max_pixels`` pixels.
     """
     width, height = image_size(data)
     if width * height > max_pixels:
-        raise BadImage(
+        raise ImageTooLarge(
             f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the limit "
             f"of {max_pixels / 1e6:.0f} megapixels; downscale it first"
         )

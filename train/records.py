@@ -225,3 +225,16 @@ def count_records(rec: Path) -> tuple[int, int]:
         count += 1
     reader.close()
     return count, width
+
+
+def read_labels(rec: Path) -> np.ndarray:
+    """Every record's label(s), as an (N, width) array (for class-frequency loss weights)."""
+    from mxnet import recordio
+
+    reader = recordio.MXRecordIO(str(rec), "r")
+    labels = []
+    while (item := reader.read()) is not None:
+        header, _ = recordio.unpack(item)
+        labels.append(np.atleast_1d(np.asarray(header.label, dtype=np.float32)))
+    reader.close()
+    return np.stack(labels)

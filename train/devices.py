@@ -1,0 +1,75 @@
+"""Which devices to train on: every visible GPU, else the CPU, with a clear refusal for GPUs
+that MXNet 1.9.1's CUDA wheels cannot run.
+
+The mxnet-cu112/cu117 1.9.1 wheels carry machine code for compute capability 5.0, 6.0, 7.0,
+8.0 and 8.6 and no PTX: Maxwell through Ada run, Kepler (K80, ml.p2) and Hopper or newer
+(H100, ml.p5) fail in the first kernel with "no kernel image is available". We check first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+
+from train.errors import ClientError
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MAJORS = (5, 6, 7, 8)
+SUPPORTED_GPUS = (
+    "Maxwell, Pascal, Volta, Turing, Ampere and Ada GPUs (compute capability 5.0-8.9), e.g. "
+    "T4, V100, A10G, A100, L4, L40S: SageMaker ml.g4dn, ml.p3, ml.g5, ml.p4d, ml.g6, ml.g6e"
+)
+_CU_ATTR_CC_MAJOR = 75
+_CU_ATTR_CC_MINOR = 76
+
+
+def compute_capabilities(count: int) -> list[tuple[int, int]]:
+    """Compute capability of each GPU through the driver API (libcuda), [] if unavailable."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return []
+    if cuda.cuInit(0) != 0:
+        return []
+    result = []
+    for ordinal in range(count):
+        device, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        if cuda.cuDeviceGet(ctypes.byref(device), ordinal) != 0:
+            return []
+        cuda.cuDeviceGetAttribute(ctypes.byref(major), _CU_ATTR_CC_MAJOR, device)
+        cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CU_ATTR_CC_MINOR, device)
+        result.append((major.value, minor.value))
+    return result
+
+
+def check_supported(capabilities: list[tuple[int, int]]) -> None:
+    """Raise a ClientError naming the supported GPUs if any device is too old or too new."""
+    bad = [
+        f"GPU {i}: compute capability {ma}.{mi}"
+        for i, (ma, mi) in enumerate(capabilities)
+        if ma not in SUPPORTED_MAJORS
+    ]
+    if bad:
+        raise ClientError(
+            f"unsupported GPU ({'; '.join(bad)}): MXNet 1.9.1 runs only on {SUPPORTED_GPUS}. "
+            f"Not on Kepler (K80, ml.p2) nor Hopper or newer (H100/H200, ml.p5)."
+        )
+
+
+def training_contexts(precision_dtype: str) -> list:
+    """All visible GPUs, or the CPU when there is none; refuses float16 on the CPU."""
+    import mxnet as mx
+
+    count = mx.context.num_gpus()
+    if count == 0:
+        if precision_dtype == "float16":
+            raise ClientError(
+                "precision_dtype=float16 needs a GPU and none is visible; use float32 on the "
+                "CPU, or run on a GPU instance (and with --gpus all / a compose GPU reservation)"
+            )
+        logger.info("No GPU visible: training on the CPU")
+        return [mx.cpu()]
+    check_supported(compute_capabilities(count))
+    logger.info("Training on %d GPU(s)", count)
+    return [mx.gpu(i) for i in range(count)]

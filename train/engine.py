@@ -1,0 +1,166 @@
+"""One epoch of training and one pass of evaluation, each returning plain numbers.
+
+Batches come from MXNet's C++ iterator; each is split across the devices, the forward and
+backward passes run asynchronously, and the loop only synchronises for the metrics once per
+batch. A stop request (SIGTERM) is honoured between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from train.errors import TrainingInterrupted
+
+logger = logging.getLogger(__name__)
+
+LOG_EVERY_BATCHES = 50
+
+
+@dataclass(frozen=True)
+class LossSetup:
+    """The loss and how predictions are scored: softmax/top-k or per-class sigmoid."""
+
+    loss: gluon.loss.Loss
+    multi_label: bool
+    top_k: int | None
+
+
+def make_loss(multi_label: bool, top_k: int | None) -> LossSetup:
+    """Softmax cross-entropy, or sigmoid BCE (optionally class-weighted) for multi-label."""
+    if not multi_label:
+        return LossSetup(gluon.loss.SoftmaxCrossEntropyLoss(), False, top_k)
+    return LossSetup(gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False), True, None)
+
+
+class Scores:
+    """Running accuracy (top-1, top-k, or mean per-class accuracy for multi-label) and loss."""
+
+    def __init__(self, setup: LossSetup):
+        self.setup = setup
+        self.correct = 0.0
+        self.correct_k = 0.0
+        self.count = 0
+        self.loss_sum = 0.0
+
+    def update(self, labels: np.ndarray, outputs: np.ndarray, losses: np.ndarray) -> None:
+        self.loss_sum += float(losses.sum())
+        if self.setup.multi_label:
+            predicted = outputs > 0  # logit > 0 <=> sigmoid > 0.5
+            self.correct += float((predicted == (labels > 0.5)).mean(axis=1).sum())
+        else:
+            truth = labels.astype(np.int64).reshape(-1)
+            self.correct += float((outputs.argmax(axis=1) == truth).sum())
+            if self.setup.top_k:
+                top = np.argsort(-outputs, axis=1)[:, : self.setup.top_k]
+                self.correct_k += float((top == truth[:, None]).any(axis=1).sum())
+        self.count += len(labels)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.count, 1)
+
+    @property
+    def top_k_accuracy(self) -> float:
+        return self.correct_k / max(self.count, 1)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.count, 1)
+
+
+def _unpadded(batch, remaining: int) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
+    """The real samples of a batch. ``ImageRecordIter(round_batch=False)`` reports ``pad=0``
+    on its last, padded batch (MXNet 1.9.1), so the known sample count decides."""
+    data, label = batch.data[0], batch.label[0]
+    keep = min(data.shape[0] - (batch.pad or 0), remaining)
+    return data[:keep], label[:keep]
+
+
+def train_one_epoch(
+    net,
+    trainer: gluon.Trainer,
+    data_iter,
+    ctx: list,
+    setup: LossSetup,
+    *,
+    epoch: int,
+    stop: threading.Event,
+    pos_weight=None,
+    progress=None,
+) -> dict[str, float]:
+    """Train for one pass over ``data_iter``; returns accuracy, loss, samples/sec, time."""
+    data_iter.reset()
+    scores = Scores(setup)
+    start = tick = time.time()
+    for i, batch in enumerate(data_iter):
+        if stop.is_set():
+            raise TrainingInterrupted(f"stop requested during epoch {epoch}")
+        datas = gluon.utils.split_and_load(batch.data[0], ctx, even_split=False)
+        labels = gluon.utils.split_and_load(batch.label[0], ctx, even_split=False)
+        with autograd.record():
+            outputs = [net(x) for x in datas]
+            losses = [_loss(setup, o, y, pos_weight) for o, y in zip(outputs, labels, strict=True)]
+        autograd.backward(losses)
+        trainer.step(batch.data[0].shape[0])
+        for y, o, loss in zip(labels, outputs, losses, strict=True):
+            scores.update(y.asnumpy(), o.astype("float32").asnumpy(), loss.asnumpy())
+        if progress is not None:
+            progress.update(batch.data[0].shape[0])
+            progress.set_postfix(loss=f"{scores.loss:.3f}", acc=f"{scores.accuracy:.3f}")
+        if (i + 1) % LOG_EVERY_BATCHES == 0:
+            speed = LOG_EVERY_BATCHES * batch.data[0].shape[0] / (time.time() - tick)
+            logger.info(
+                "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
+                epoch,
+                i + 1,
+                speed,
+                scores.accuracy,
+            )
+            tick = time.time()
+    elapsed = time.time() - start
+    result = {
+        "accuracy": scores.accuracy,
+        "loss": scores.loss,
+        "time": elapsed,
+        "samples_per_sec": scores.count / max(elapsed, 1e-9),
+    }
+    if setup.top_k:
+        result["top_k_accuracy"] = scores.top_k_accuracy
+    return result
+
+
+def _loss(setup: LossSetup, output, label, pos_weight):
+    if setup.multi_label and pos_weight is not None:
+        return setup.loss(output, label, None, pos_weight.as_in_context(output.context))
+    return setup.loss(output, label)
+
+
+def evaluate(net, data_iter, ctx: list, setup: LossSetup, num_samples: int) -> dict:
+    """Score the ``num_samples`` images of ``data_iter`` (padding removed); returns accuracy,
+    loss and the raw outputs (logits) with their labels."""
+    data_iter.reset()
+    scores = Scores(setup)
+    all_outputs, all_labels = [], []
+    for batch in data_iter:
+        data, label = _unpadded(batch, num_samples - scores.count)
+        if data.shape[0] == 0:
+            break
+        output = net(data.as_in_context(ctx[0])).astype("float32")
+        loss = setup.loss(output, label.as_in_context(ctx[0]))
+        out_np, label_np = output.asnumpy(), label.asnumpy()
+        scores.update(label_np, out_np, loss.asnumpy())
+        all_outputs.append(out_np)
+        all_labels.append(label_np)
+    return {
+        "accuracy": scores.accuracy,
+        "loss": scores.loss,
+        "outputs": np.concatenate(all_outputs),
+        "labels": np.concatenate(all_labels),
+    }

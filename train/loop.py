@@ -1,0 +1,329 @@
+"""The training job from validated hyperparameters to a saved model and its reports."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tarfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from train import artifacts, checkpoint, devices, engine, model, pretrained, records, reports
+from train.config import TrainConfig
+from train.data import DataSpec, prepare_data, record_iter
+from train.errors import ClientError
+from train.metric_lines import epoch_lines
+from train.paths import Paths
+
+logger = logging.getLogger(__name__)
+
+MODEL_CHANNEL = "model"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything the epoch loop works with, fixed before the first epoch."""
+
+    paths: Paths
+    cfg: TrainConfig
+    spec: DataSpec
+    ctx: list
+    net: gluon.HybridBlock
+    trainer: gluon.Trainer
+    setup: engine.LossSetup
+    pos_weight: mx.nd.NDArray | None
+    is_chief: bool
+
+
+def interactive() -> bool:
+    """Progress bars only for a person at a terminal, never in SageMaker's logs."""
+    return sys.stderr.isatty() and "TRAINING_JOB_NAME" not in os.environ
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The built-in's step schedule: multiply by the factor at each listed epoch."""
+    steps = sum(1 for step in cfg.lr_scheduler_step if step <= epoch)
+    return cfg.learning_rate * cfg.lr_scheduler_factor**steps
+
+
+def make_optimizer(cfg: TrainConfig) -> mx.optimizer.Optimizer:
+    """The optimizer with the built-in's hyperparameter meanings (weight_decay for sgd/nag)."""
+    common = {
+        "learning_rate": cfg.learning_rate,
+        "multi_precision": cfg.precision_dtype == "float16",
+    }
+    if cfg.optimizer == "sgd":
+        return mx.optimizer.SGD(momentum=cfg.momentum, wd=cfg.weight_decay, **common)
+    if cfg.optimizer == "nag":
+        return mx.optimizer.NAG(momentum=cfg.momentum, wd=cfg.weight_decay, **common)
+    if cfg.optimizer == "adam":
+        return mx.optimizer.Adam(beta1=cfg.beta_1, beta2=cfg.beta_2, epsilon=cfg.eps, **common)
+    return mx.optimizer.RMSProp(gamma1=cfg.gamma, epsilon=cfg.eps, **common)
+
+
+def _seed_model_dir(paths: Paths) -> Path | None:
+    """The ``model`` channel for incremental training, extracting a model.tar.gz if needed."""
+    channel = paths.channel(MODEL_CHANNEL)
+    if not channel.is_dir() or not any(channel.iterdir()):
+        return None
+    tarballs = sorted(channel.glob("*.tar.gz"))
+    if not tarballs:
+        return channel
+    target = paths.scratch_dir() / "seed-model"
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarballs[0]) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def build_network(paths: Paths, cfg: TrainConfig, num_classes: int) -> gluon.HybridBlock:
+    """From a seed model (incremental), from ImageNet weights, or from scratch."""
+    seed = _seed_model_dir(paths)
+    if seed is not None:
+        return model.from_saved_model(seed, num_classes, cfg.image_shape)
+    if cfg.use_pretrained_model:
+        weights = pretrained.locate_weights(
+            cfg.num_layers, paths.channel(pretrained.PRETRAINED_CHANNEL), pretrained.model_zoo_dir()
+        )
+        return model.from_imagenet(cfg, num_classes, weights)
+    return model.from_scratch(cfg, num_classes)
+
+
+def _pos_weight(cfg: TrainConfig, spec: DataSpec) -> mx.nd.NDArray | None:
+    """Per-class positive weights (negatives / positives) for the weighted multi-label loss."""
+    if not (cfg.multi_label and cfg.use_weighted_loss):
+        return None
+    labels = records.read_labels(spec.train.rec)
+    positives = labels.sum(axis=0)
+    weights = (len(labels) - positives) / np.maximum(positives, 1)
+    return mx.nd.array(weights.reshape(1, -1))
+
+
+def _fingerprint(cfg: TrainConfig, spec: DataSpec) -> dict:
+    return {
+        "num_layers": cfg.num_layers,
+        "num_classes": spec.num_classes,
+        "image_shape": list(cfg.image_shape),
+        "multi_label": cfg.multi_label,
+    }
+
+
+def _setup(paths: Paths, cfg: TrainConfig) -> Run:
+    ctx = devices.training_contexts(cfg.precision_dtype)
+    workers = cfg.preprocess_threads or os.cpu_count() or 1
+    spec = prepare_data(paths, cfg, workers=workers, progress=interactive())
+    logger.info(
+        "%d training and %d validation images, %d classes",
+        spec.train.count,
+        spec.validation.count,
+        spec.num_classes,
+    )
+    if cfg.precision_dtype == "float16":
+        from mxnet.contrib import amp
+
+        amp.init()
+    net = build_network(paths, cfg, spec.num_classes)
+    net.collect_params().reset_ctx(ctx)
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), make_optimizer(cfg), kvstore="device")
+    if cfg.precision_dtype == "float16":
+        from mxnet.contrib import amp
+
+        amp.init_trainer(trainer)
+    setup = engine.make_loss(cfg.multi_label, cfg.top_k)
+    return Run(paths, cfg, spec, ctx, net, trainer, setup, _pos_weight(cfg, spec), True)
+
+
+def _iterators(run: Run):
+    threads = run.cfg.preprocess_threads or os.cpu_count() or 1
+    train_iter = record_iter(
+        run.spec.train,
+        run.spec,
+        run.cfg,
+        training=True,
+        batch_size=run.cfg.mini_batch_size,
+        threads=threads,
+    )
+    val_iter = record_iter(
+        run.spec.validation,
+        run.spec,
+        run.cfg,
+        training=False,
+        batch_size=run.cfg.mini_batch_size,
+        threads=threads,
+    )
+    return train_iter, val_iter
+
+
+def _write_model_metadata(run: Run) -> None:
+    model_dir = run.paths.model_dir
+    artifacts.atomic_write_json(
+        model_dir / artifacts.CLASSES_FILE,
+        artifacts.classes_document(run.spec.class_names, run.cfg.multi_label),
+    )
+    hps = run.cfg.to_hyperparameters()
+    hps.update(
+        num_classes=str(run.spec.num_classes), num_training_samples=str(run.spec.train.count)
+    )
+    hps.setdefault("resize", str(_effective_resize(run.cfg)))
+    artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hps)
+
+
+def _effective_resize(cfg: TrainConfig) -> int:
+    from train.presets import default_resize
+
+    return cfg.resize or default_resize(cfg.image_shape[1], cfg.image_shape[2])
+
+
+def _export(run: Run, epoch_number: int, *, keep_others: bool) -> None:
+    """Save the model files for 1-based ``epoch_number`` in the built-in's layout."""
+    model_dir = run.paths.model_dir
+    params = model.export_model(
+        run.net,
+        model_dir,
+        epoch_number,
+        multi_label=run.cfg.multi_label,
+        image_shape=run.cfg.image_shape,
+        batch_size=run.cfg.mini_batch_size,
+    )
+    _write_model_metadata(run)
+    if not keep_others:
+        for old in artifacts.params_epochs(model_dir):
+            if old != epoch_number:
+                (model_dir / artifacts.params_file(old)).unlink(missing_ok=True)
+    logger.info('Saved checkpoint to "%s"', params)
+
+
+def _record_epoch(
+    run: Run, state: checkpoint.LoopState, epoch: int, train: dict, val: dict
+) -> bool:
+    """Log the epoch, update the loop state; returns True when validation improved."""
+    for line in epoch_lines(epoch, train, val, run.cfg.top_k):
+        logger.info(line)
+    state.history.append(
+        {
+            "epoch": epoch,
+            "learning_rate": run.trainer.learning_rate,
+            "train_accuracy": train["accuracy"],
+            "train_loss": train["loss"],
+            "validation_accuracy": val["accuracy"],
+            "validation_loss": val["loss"],
+            "samples_per_sec": train["samples_per_sec"],
+            "time": train["time"],
+            **({"train_top_k_accuracy": train["top_k_accuracy"]} if run.cfg.top_k else {}),
+        }
+    )
+    accuracy = val["accuracy"]
+    tolerance = run.cfg.early_stopping_tolerance
+    significant = state.best_accuracy <= 0 or (
+        (accuracy - state.best_accuracy) / state.best_accuracy > tolerance
+    )
+    state.epochs_without_improvement = 0 if significant else state.epochs_without_improvement + 1
+    improved = accuracy > state.best_accuracy
+    if improved:
+        state.best_accuracy, state.best_epoch = accuracy, epoch + 1
+    state.epoch = epoch + 1
+    return improved
+
+
+def _should_stop_early(cfg: TrainConfig, state: checkpoint.LoopState) -> bool:
+    return (
+        cfg.early_stopping
+        and state.epoch >= cfg.early_stopping_min_epochs
+        and state.epochs_without_improvement >= cfg.early_stopping_patience
+    )
+
+
+def _save_epoch_outputs(run: Run, state: checkpoint.LoopState, improved: bool) -> None:
+    cfg = run.cfg
+    checkpoint.save(run.paths.checkpoint_dir, state, run.net, run.trainer, improved=improved)
+    if not run.is_chief:
+        return
+    if cfg.checkpoint_frequency is None and improved:
+        logger.info("Storing the best model with validation accuracy: %f", state.best_accuracy)
+        _export(run, state.epoch, keep_others=False)
+    elif cfg.checkpoint_frequency and state.epoch % cfg.checkpoint_frequency == 0:
+        _export(run, state.epoch, keep_others=True)
+    reports.write_metrics_csv(run.paths.output_data_dir / reports.METRICS_CSV, state.history)
+
+
+def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
+    """Make sure the model dir holds the right model, then write the reports."""
+    cfg, model_dir = run.cfg, run.paths.model_dir
+    if cfg.checkpoint_frequency is None:
+        if state.best_epoch not in artifacts.params_epochs(model_dir):
+            checkpoint.restore_best(run.paths.checkpoint_dir, run.net, run.ctx)
+            _export(run, state.best_epoch, keep_others=False)
+        else:
+            checkpoint.restore_best(run.paths.checkpoint_dir, run.net, run.ctx)
+    elif state.epoch not in artifacts.params_epochs(model_dir):
+        _export(run, state.epoch, keep_others=True)
+    out = run.paths.output_data_dir
+    result = engine.evaluate(run.net, val_iter, run.ctx, run.setup, run.spec.validation.count)
+    reports.write_metrics_csv(out / reports.METRICS_CSV, state.history)
+    reports.plot_learning_curves(out / reports.CURVES_PNG, state.history)
+    reports.write_validation_reports(
+        out, result["outputs"], result["labels"], run.spec.class_names, cfg.multi_label
+    )
+    logger.info(
+        "Final model: validation accuracy %f (epoch %d); reports in %s",
+        result["accuracy"],
+        state.best_epoch if cfg.checkpoint_frequency is None else state.epoch,
+        out,
+    )
+
+
+def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
+    """Prepare data and model, run the epochs (resuming if checkpoints exist), save."""
+    if cfg.checkpoint_frequency is None:
+        logger.info("checkpoint_frequency not set, will store the best model")
+    run = _setup(paths, cfg)
+    train_iter, val_iter = _iterators(run)
+    fingerprint = _fingerprint(cfg, run.spec)
+    state = checkpoint.load(paths.checkpoint_dir, fingerprint)
+    if state is not None:
+        checkpoint.restore(paths.checkpoint_dir, state, run.net, run.trainer, run.ctx)
+    else:
+        state = checkpoint.LoopState(fingerprint=fingerprint)
+    progress = _progress_bar() if interactive() else None
+    for epoch in range(state.epoch, cfg.epochs):
+        if _should_stop_early(cfg, state):
+            logger.info("Early stopping: no improvement for %d epochs", cfg.early_stopping_patience)
+            break
+        run.trainer.set_learning_rate(learning_rate(cfg, epoch))
+        bar = progress(run.spec.train.count, epoch) if progress else None
+        train = engine.train_one_epoch(
+            run.net,
+            run.trainer,
+            train_iter,
+            run.ctx,
+            run.setup,
+            epoch=epoch,
+            stop=stop,
+            pos_weight=run.pos_weight,
+            progress=bar,
+        )
+        if bar is not None:
+            bar.close()
+        val = engine.evaluate(run.net, val_iter, run.ctx, run.setup, run.spec.validation.count)
+        improved = _record_epoch(run, state, epoch, train, val)
+        _save_epoch_outputs(run, state, improved)
+    if state.epoch == 0:
+        raise ClientError("no epoch was trained")
+    if run.is_chief:
+        _finish(run, state, val_iter)
+
+
+def _progress_bar():
+    from tqdm import tqdm
+
+    def make(total: int, epoch: int):
+        return tqdm(total=total, desc=f"epoch {epoch}", unit="img", leave=False)
+
+    return make
