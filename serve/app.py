@@ -1,0 +1,152 @@
+"""The Flask app: SageMaker's hosting contract (``/ping``, ``/invocations``,
+``/execution-parameters``) over the decode -> preprocess -> predict -> encode stages.
+
+``create_app`` is the only way to get an app (``serve.wsgi`` calls it once per gunicorn worker).
+The model is loaded there, once per worker, into a :class:`~serve.model_slot.ModelSlot` on
+``app.extensions``; tests inject a fake predictor instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from serve import negotiation
+from serve.codecs import DECODERS, ENCODERS
+from serve.errors import BadRequest, Overloaded, PayloadTooLarge, ServeError
+from serve.model_slot import ModelSlot
+from serve.predictor import MXNetPredictor, Predictor, preprocess
+from serve.settings import Settings
+from train.images import ImageTooLarge
+
+logger = logging.getLogger(__name__)
+
+EXTENSION = "image_classification_serve"
+
+
+@dataclass(frozen=True)
+class ServeState:
+    """What the request handlers share: the settings and the model slot."""
+
+    settings: Settings
+    model: ModelSlot
+
+
+def _state() -> ServeState:
+    return current_app.extensions[EXTENSION]
+
+
+def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> Flask:
+    """Build the app; without ``predictor``, load the model of ``settings.model_dir`` now.
+
+    A model that cannot be loaded does not stop the app: ``/ping`` answers 503 and the log
+    names the problem (see :class:`~serve.model_slot.ModelSlot`).
+    """
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if predictor is not None:
+        slot = ModelSlot.holding(predictor)
+    else:
+        loader = functools.partial(
+            MXNetPredictor.load,
+            settings.model_dir,
+            max_batch=settings.max_batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            timeout=settings.timeout,
+        )
+        slot = ModelSlot(loader, retry_interval_s=settings.reload_interval_s)
+        slot.load()
+    app.extensions[EXTENSION] = ServeState(settings, slot)
+    app.add_url_rule("/ping", view_func=ping, methods=["GET"])
+    app.add_url_rule("/invocations", view_func=invocations, methods=["POST"])
+    app.add_url_rule("/execution-parameters", view_func=execution_parameters, methods=["GET"])
+    app.register_error_handler(ServeError, _serve_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal_error)
+    return app
+
+
+def ping() -> Response:
+    """200 with an empty body once the model is loaded; 503 (JSON reason) before."""
+    _state().model.get()
+    return Response(status=200)
+
+
+def invocations() -> Response:
+    """Classify the image(s) in the body: decode -> preprocess -> predict -> encode."""
+    state = _state()
+    media_type = negotiation.request_type(request.content_type, DECODERS)
+    options = negotiation.output_options(
+        request.headers.get("Accept"),
+        request.args,
+        request.headers.get(negotiation.CUSTOM_ATTRIBUTES_HEADER),
+        supported=ENCODERS,
+        default=state.settings.default_accept,
+    )
+    predictor = state.model.get()
+    max_pixels = state.settings.max_image_pixels
+    decoded = DECODERS[media_type](request.get_data(cache=False), max_pixels)
+    try:
+        batch = preprocess(decoded.images, predictor.info, max_pixels=max_pixels)
+        probabilities = predictor.predict(batch)
+    except ImageTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from exc
+    except TimeoutError as exc:
+        raise Overloaded(
+            f"the model did not answer within {state.settings.timeout} s; retry later"
+        ) from exc
+    body = ENCODERS[options.media_type](
+        probabilities, predictor.info.labels, decoded.batch, options.top_k
+    )
+    return Response(body, status=200, mimetype=options.media_type)
+
+
+def execution_parameters() -> Response:
+    """Batch transform defaults (CreateTransformJob's own values take precedence)."""
+    settings = _state().settings
+    concurrency = settings.max_concurrent_transforms or settings.workers * settings.max_batch_size
+    return jsonify(
+        MaxConcurrentTransforms=concurrency,
+        BatchStrategy=settings.batch_strategy,
+        MaxPayloadInMB=settings.max_payload_mb,
+    )
+
+
+def _json_error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _serve_error(exc: ServeError) -> Response:
+    # Client errors get one log line; a bad body also gets its traceback (never the response).
+    logger.warning(
+        "%s %s -> %d: %s",
+        request.method,
+        request.path,
+        exc.status,
+        exc.message,
+        exc_info=isinstance(exc, BadRequest),
+    )
+    return _json_error(exc.status, exc.message)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 413:
+        limit = _state().settings.max_payload_mb
+        message = f"request body over the {limit} MiB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
+    else:
+        message = f"{exc.name}: {request.method} {request.path}"
+    logger.warning("%s %s -> %d: %s", request.method, request.path, status, message)
+    return _json_error(status, message)
+
+
+def _internal_error(exc: Exception) -> Response:
+    logger.exception("%s %s -> 500", request.method, request.path)
+    return _json_error(500, f"internal server error ({type(exc).__name__}); see the server log")

@@ -1,0 +1,178 @@
+"""The model behind the endpoint: loaded once per worker, fed preprocessed batches.
+
+:func:`preprocess` is the serving side of the one preprocessing (``train.presets.
+eval_transform``, the transform training-time validation uses), applied with the ``image_shape``
+and ``resize`` the model directory records. :class:`MXNetPredictor` loads the model through
+``train.model.load_for_inference`` (this product's models and the built-in's), on a GPU when one
+is visible, and runs every forward pass through one :class:`~serve.batching.MicroBatcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from serve.batching import MicroBatcher
+from train import artifacts
+from train.images import ImageTooLarge
+from train.presets import eval_transform
+
+logger = logging.getLogger(__name__)
+
+# Set by the gunicorn config in each worker (0, 1, ...): which GPU the worker uses.
+WORKER_INDEX_ENV = "SERVE_WORKER_INDEX"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the request pipeline needs to know about the loaded model."""
+
+    image_shape: tuple[int, int, int]
+    resize: int | None
+    labels: tuple[str, ...]
+    multi_label: bool
+
+
+class Predictor(Protocol):
+    """What the app needs from a model: its info, and probabilities for a batch."""
+
+    info: ModelInfo
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """``NxCxHxW`` float32 (from :func:`preprocess`) to ``N x num_classes`` probabilities."""
+        ...
+
+
+def resized_pixels(height: int, width: int, info: ModelInfo) -> int:
+    """Pixels of an image once :func:`eval_transform` has resized its shorter side."""
+    shorter, crop = min(height, width), max(info.image_shape[1:])
+    if info.resize is not None:
+        target = info.resize
+    elif shorter < crop:
+        target = crop
+    else:
+        return height * width
+    scale = target / shorter
+    return int(height * width * scale * scale)
+
+
+def preprocess(images: Sequence[np.ndarray], info: ModelInfo, *, max_pixels: int) -> np.ndarray:
+    """Decoded ``HxWx3`` uint8 RGB images to the model's ``NxCxHxW`` float32 input.
+
+    Raises:
+        ImageTooLarge: resizing an image (a thin strip, say) would exceed ``max_pixels``.
+    """
+    for index, image in enumerate(images):
+        height, width = image.shape[:2]
+        if resized_pixels(height, width, info) > max_pixels:
+            raise ImageTooLarge(
+                f"image {index} ({width}x{height}) would exceed {max_pixels} pixels once its "
+                f"shorter side is resized; crop it to a less extreme aspect ratio"
+            )
+    shape, resize = info.image_shape, info.resize
+    return np.stack([eval_transform(image, image_shape=shape, resize=resize) for image in images])
+
+
+def model_labels(classes: Sequence[str] | None, num_outputs: int) -> tuple[str, ...]:
+    """Class names from ``classes.json``, or the class indices as text when it is absent.
+
+    Raises:
+        ValueError: ``classes.json`` names a different number of classes than the model has.
+    """
+    if classes is None:
+        return tuple(str(i) for i in range(num_outputs))
+    if len(classes) != num_outputs:
+        raise ValueError(
+            f"{artifacts.CLASSES_FILE} lists {len(classes)} classes but the model outputs "
+            f"{num_outputs}"
+        )
+    return tuple(classes)
+
+
+def inference_context() -> Any:
+    """``mx.gpu(i)`` when a GPU is visible (workers spread over GPUs), else ``mx.cpu()``."""
+    import mxnet as mx
+
+    gpus = mx.context.num_gpus()
+    if gpus == 0:
+        return mx.cpu()
+    return mx.gpu(int(os.environ.get(WORKER_INDEX_ENV, "0")) % gpus)
+
+
+class MXNetPredictor:
+    """A loaded model and the batcher that feeds it."""
+
+    def __init__(
+        self,
+        block: Any,
+        info: ModelInfo,
+        ctx: Any,
+        *,
+        max_batch: int,
+        max_wait_s: float = 0.0,
+        timeout: float | None = None,
+    ):
+        self.info = info
+        self._block = block
+        self._ctx = ctx
+        self._timeout = timeout
+        self._batcher = MicroBatcher(self._forward, max_batch=max_batch, max_wait_s=max_wait_s)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        *,
+        max_batch: int,
+        max_wait_s: float = 0.0,
+        timeout: float | None = None,
+    ) -> MXNetPredictor:
+        """Load the model in ``model_dir`` and run one warm-up forward pass.
+
+        Raises:
+            artifacts.MissingModelFiles: naming each missing file.
+            ValueError, mxnet.base.MXNetError: the files are there but unusable.
+        """
+        import mxnet as mx
+
+        from train.model import load_for_inference
+
+        files = artifacts.locate_model(model_dir)
+        ctx = inference_context()
+        block = load_for_inference(files, ctx)
+        warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
+        info = ModelInfo(
+            image_shape=files.image_shape,
+            resize=files.resize,
+            labels=model_labels(files.classes, warm_up.shape[-1]),
+            multi_label=files.multi_label,
+        )
+        logger.info(
+            "Loaded model %s on %s: input %s, resize %s, %d classes%s",
+            files.params.name,
+            ctx,
+            "x".join(map(str, files.image_shape)),
+            files.resize,
+            len(info.labels),
+            " (multi-label)" if info.multi_label else "",
+        )
+        return cls(block, info, ctx, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (softmax, or independent sigmoid scores for multi-label models)."""
+        return self._batcher.run(batch, timeout=self._timeout)
+
+    def close(self) -> None:
+        """Stop the batching thread."""
+        self._batcher.close()
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        import mxnet as mx
+
+        return self._block(mx.nd.array(batch, ctx=self._ctx)).asnumpy()
