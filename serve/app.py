@@ -41,7 +41,7 @@ def _state() -> ServeState:
 
 
 def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> Flask:
-    """Build the app; without ``predictor``, load the model of ``settings.model_dir`` now.
+    """Build the app; without ``predictor``, start loading ``settings.model_dir`` in the background.
 
     A model that cannot be loaded does not stop the app: ``/ping`` answers 503 and the log
     names the problem (see :class:`~serve.model_slot.ModelSlot`).
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
             timeout=settings.timeout,
         )
         slot = ModelSlot(loader, retry_interval_s=settings.reload_interval_s)
-        slot.load()
+        slot.start_loading()
     app.extensions[EXTENSION] = ServeState(settings, slot)
     app.add_url_rule("/ping", view_func=ping, methods=["GET"])
     app.add_url_rule("/invocations", view_func=invocations, methods=["POST"])

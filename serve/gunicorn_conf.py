@@ -33,7 +33,8 @@ preload_app = False
 # Heartbeat files on tmpfs: a worker is not killed because a disk-backed /tmp stalls.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
+# Behind nginx the peer is the socket: the client is in X-Forwarded-For.
+access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(M)sms'
 loglevel = _settings.log_level
 logconfig_dict: dict[str, Any] = {
     "version": 1,

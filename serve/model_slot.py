@@ -1,8 +1,10 @@
-"""The worker's model: loaded once, or the reason it could not be.
+"""The worker's model: loaded once, in the background, or the reason it could not be.
 
-A missing or broken model directory must not stop the server: it starts, ``/ping`` answers 503,
-and the log says exactly what is wrong. While no model is loaded the slot retries (at most every
-``retry_interval_s``), so a server started before training finished picks the model up.
+Loading runs in a background thread so that the worker answers ``/ping`` with 503 at once while a
+large model loads (SageMaker's ping timeout is 2 s), instead of not answering at all. A missing or
+broken model directory must not stop the server: it keeps answering 503 and the log says exactly
+what is wrong. While no model is loaded, requests trigger a new attempt at most every
+``retry_interval_s``, so a server started before training finished picks the model up.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from serve.predictor import Predictor
 from train.artifacts import MissingModelFiles
 
 logger = logging.getLogger(__name__)
+
+_LOADING = "the model is loading"
 
 
 class ModelSlot:
@@ -34,8 +38,9 @@ class ModelSlot:
         self._clock = clock
         self._lock = threading.Lock()
         self._predictor: Predictor | None = None
-        self._error = "the model has not been loaded yet"
+        self._error = _LOADING
         self._last_attempt: float | None = None
+        self._thread: threading.Thread | None = None
 
     @classmethod
     def holding(cls, predictor: Predictor) -> ModelSlot:
@@ -46,44 +51,44 @@ class ModelSlot:
 
     @property
     def loaded(self) -> bool:
-        """Whether a model is loaded (no loading attempt)."""
+        """Whether a model is loaded (starts nothing)."""
         return self._predictor is not None
 
-    def load(self) -> bool:
-        """Try to load now (unless loaded); True when a model is loaded."""
+    def start_loading(self) -> None:
+        """Start a background load unless a model is loaded or a load is running."""
         with self._lock:
-            if self._predictor is None:
-                self._attempt()
+            if self._predictor is None and (self._thread is None or not self._thread.is_alive()):
+                self._last_attempt = self._clock()
+                self._error = _LOADING
+                self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a running load to finish; True when a model is loaded."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
         return self._predictor is not None
 
     def get(self) -> Predictor:
-        """The predictor, loading it first when due.
+        """The predictor; when there is none, start a new load if one is due.
 
         Raises:
-            ModelNotReady: no model; the message says why (e.g. which file is missing).
+            ModelNotReady: no model yet; the message says why (loading, or which file is missing).
         """
         predictor = self._predictor
         if predictor is not None:
             return predictor
-        with self._lock:
-            due = (
-                self._last_attempt is None
-                or self._clock() - self._last_attempt >= self._retry_interval_s
-            )
-            if self._predictor is None and due:
-                self._attempt()
-            if self._predictor is None:
-                raise ModelNotReady(f"model not loaded: {self._error}")
-            return self._predictor
+        last = self._last_attempt
+        if last is None or self._clock() - last >= self._retry_interval_s:
+            self.start_loading()
+        raise ModelNotReady(f"model not loaded: {self._error}")
 
-    def _attempt(self) -> None:
-        self._last_attempt = self._clock()
+    def _load(self) -> None:
         try:
             self._predictor = self._loader()
-        except Exception as exc:  # any unusable model: report it, keep serving /ping
-            message = f"{type(exc).__name__}: {exc}"
-            if message != self._error:
-                # A missing file needs no traceback: the message names it.
-                traceback = not isinstance(exc, MissingModelFiles)
-                logger.error("Model not loaded: %s", message, exc_info=traceback)
-            self._error = message
+        except Exception as exc:  # any unusable model: report it, keep answering 503
+            self._error = f"{type(exc).__name__}: {exc}"
+            # A missing file needs no traceback: the message names it.
+            traceback = not isinstance(exc, MissingModelFiles)
+            logger.error("Model not loaded: %s", self._error, exc_info=traceback)

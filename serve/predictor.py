@@ -139,11 +139,12 @@ class MXNetPredictor:
             artifacts.MissingModelFiles: naming each missing file.
             ValueError, mxnet.base.MXNetError: the files are there but unusable.
         """
+        files = artifacts.locate_model(model_dir)  # before importing MXNet: fails fast
+
         import mxnet as mx
 
         from train.model import load_for_inference
 
-        files = artifacts.locate_model(model_dir)
         ctx = inference_context()
         block = load_for_inference(files, ctx)
         warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()

@@ -1,6 +1,6 @@
 """The nginx reverse proxy: finding the binary and rendering its configuration.
 
-The configuration is ``container/nginx.conf`` with ``${NAME}`` placeholders filled from the
+The configuration is ``container/nginx.conf`` with upper-case ``${...}`` placeholders filled from the
 settings (port, payload limit, timeout) and from the supervisor (socket and state folder), so
 nginx and gunicorn always agree on the limits.
 """
@@ -36,7 +36,7 @@ def template_path() -> Path:
 
 
 def render(template: str, values: dict[str, str]) -> str:
-    """Fill every ``${NAME}`` of ``template``.
+    """Fill every upper-case ``${...}`` placeholder of ``template``.
 
     Raises:
         KeyError: the template uses a name ``values`` lacks.

@@ -1,0 +1,127 @@
+"""Helpers for the serving tests and benchmark: tiny real models and the real server stack.
+
+``make_model_dir`` writes a randomly initialised model in the trainer's exact format (through
+``train.model.export_model``); ``ServerProcess`` runs ``python -m serve`` on a free loopback port
+and stops it with SIGTERM, keeping its log for assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_model_dir(
+    model_dir: Path,
+    *,
+    num_layers: int = 20,
+    image_shape: tuple[int, int, int] = (3, 32, 32),
+    resize: int | None = 36,
+    num_classes: int = 3,
+    multi_label: bool = False,
+    class_names: list[str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a from-scratch (random weights) model as training would; return ``model_dir``."""
+    import mxnet as mx
+
+    from train import artifacts, config, model
+
+    mx.random.seed(seed)
+    cfg = config.parse_hyperparameters(
+        {"num_layers": str(num_layers), "image_shape": ",".join(map(str, image_shape))}
+    )
+    net = model.from_scratch(cfg, num_classes)
+    net(mx.nd.zeros((1, *image_shape)))
+    model.export_model(
+        net, model_dir, 1, multi_label=multi_label, image_shape=image_shape, batch_size=4
+    )
+    names = class_names or [f"class_{i}" for i in range(num_classes)]
+    artifacts.atomic_write_json(
+        model_dir / artifacts.CLASSES_FILE, artifacts.classes_document(names, multi_label)
+    )
+    hyperparameters = {"num_layers": str(num_layers), "resize": "" if resize is None else str(resize)}
+    artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hyperparameters)
+    return model_dir
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m serve`` on 127.0.0.1:<free port> with ``SAGEMAKER_BASE_DIR=base``."""
+
+    def __init__(self, base: Path, log_path: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._env = {
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(base),
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "SERVE_HOST": "127.0.0.1",
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ServerProcess:
+        """Start the server (returns at once; see :meth:`wait_listening`)."""
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "serve"], cwd=REPO, env=self._env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def wait_listening(self, timeout: float = 60.0, ready: bool = True) -> None:
+        """Wait until ``/ping`` answers (200 when ``ready``, any status otherwise)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log()
+            try:
+                status = requests.get(f"{self.url}/ping", timeout=2).status_code
+                if status == 200 or (not ready and status == 503):
+                    return
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.stop()
