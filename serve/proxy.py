@@ -1,8 +1,8 @@
 """The nginx reverse proxy: finding the binary and rendering its configuration.
 
-The configuration is ``container/nginx.conf`` with upper-case ``${...}`` placeholders filled from the
-settings (port, payload limit, timeout) and from the supervisor (socket and state folder), so
-nginx and gunicorn always agree on the limits.
+The configuration is ``container/nginx.conf`` with upper-case ``${...}`` placeholders filled
+from the settings (port, payload limit, timeout) and from the supervisor (socket and state
+folder), so nginx and gunicorn always agree on the limits.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def make_model_dir(
     artifacts.atomic_write_json(
         model_dir / artifacts.CLASSES_FILE, artifacts.classes_document(names, multi_label)
     )
-    hyperparameters = {"num_layers": str(num_layers), "resize": "" if resize is None else str(resize)}
+    hyperparameters = {"num_layers": str(num_layers), "resize": str(resize or "")}
     artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hyperparameters)
     return model_dir
 
@@ -83,7 +83,10 @@ class ServerProcess:
         """Start the server (returns at once; see :meth:`wait_listening`)."""
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "serve"], cwd=REPO, env=self._env, stdout=log,
+            [sys.executable, "-m", "serve"],
+            cwd=REPO,
+            env=self._env,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
         log.close()
