@@ -1,0 +1,90 @@
+"""Shared fixtures: encoded image files of every awkward kind the trainer must handle."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+BOMB_SIDE = 30_000
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def png_bomb(side: int = BOMB_SIDE) -> bytes:
+    """A valid 1-bit grayscale PNG of ``side`` x ``side`` pixels: about 110 kB on disk, 900
+    megapixels (2.7 GB as RGB) once decoded. The zero rows are compressed in a stream."""
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row * 1000) for _ in range(side // 1000))
+    data += compressor.compress(row * (side % 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", data)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _pil_bytes(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _photo(width: int = 48, height: int = 40) -> np.ndarray:
+    """A smooth RGB uint8 test picture (gradients compress and re-encode predictably)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack(
+        [xx * 255 // max(width - 1, 1), yy * 255 // max(height - 1, 1), np.full_like(xx, 90)],
+        axis=-1,
+    ).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def unusual_images() -> dict[str, bytes]:
+    """Unusual but valid images, 48x40, that must be converted to 8-bit RGB (not refused)."""
+    rgb = _photo()
+    pil = Image.fromarray(rgb)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    rgba[:, :24, 3] = 0  # left half fully transparent
+    gray16 = (rgb[:, :, 0].astype(np.uint16) * 257).astype(np.uint16)
+    ok16, png16 = cv2.imencode(".png", gray16)
+    assert ok16
+    return {
+        "grayscale.png": _pil_bytes(pil.convert("L"), "PNG"),
+        "grayscale.jpg": _pil_bytes(pil.convert("L"), "JPEG", quality=95),
+        "cmyk.jpg": _pil_bytes(pil.convert("CMYK"), "JPEG", quality=95),
+        "gray16.png": png16.tobytes(),
+        "rgba.png": _pil_bytes(Image.fromarray(rgba, "RGBA"), "PNG"),
+        "palette.png": _pil_bytes(pil.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+    }
+
+
+@pytest.fixture(scope="session")
+def broken_images() -> dict[str, bytes]:
+    """Files that are not usable images, each of a different kind."""
+    noisy = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    jpeg = _pil_bytes(Image.fromarray(noisy), "JPEG", quality=95)
+    png = _pil_bytes(Image.fromarray(noisy), "PNG")
+    return {  # cut in the middle of the pixel data, as an interrupted upload is
+        "empty.jpg": b"",
+        "truncated.jpg": jpeg[: len(jpeg) * 2 // 3],
+        "truncated.png": png[: len(png) * 2 // 3],
+        "not_an_image.jpg": b"<html><body>404 Not Found</body></html>\n" * 20,
+    }
+
+
+@pytest.fixture(scope="session")
+def bomb_png() -> bytes:
+    """A 30000x30000 PNG (see :func:`png_bomb`)."""
+    return png_bomb()

@@ -1,0 +1,130 @@
+"""Safe decoding: unusual images become 8-bit RGB, broken ones and bombs are refused."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import BOMB_SIDE, png_bomb
+from train import images
+from train.images import BadImage, ImageTooLarge, decode_image
+
+
+@pytest.mark.parametrize(
+    "name", ["grayscale.png", "grayscale.jpg", "cmyk.jpg", "gray16.png", "rgba.png", "palette.png"]
+)
+def test_unusual_images_decode_to_rgb8(unusual_images, name):
+    out = decode_image(unusual_images[name])
+    assert out.shape == (40, 48, 3)
+    assert out.dtype == np.uint8
+    assert out.std() > 10  # the picture survived, not a blank array
+
+
+def test_grayscale_becomes_three_equal_channels(unusual_images):
+    out = decode_image(unusual_images["grayscale.png"])
+    assert np.array_equal(out[:, :, 0], out[:, :, 1])
+    assert np.array_equal(out[:, :, 1], out[:, :, 2])
+
+
+def test_cmyk_jpeg_keeps_its_colours():
+    pixel = (200, 30, 60)
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), pixel).convert("CMYK").save(buffer, "JPEG", quality=100)
+    out = decode_image(buffer.getvalue())
+    assert np.abs(out[8, 8].astype(int) - pixel).max() <= 6
+
+
+def test_16_bit_png_keeps_the_high_byte():
+    gray16 = np.full((6, 6), 0xABCD, np.uint16)
+    rgb16 = np.zeros((6, 6, 3), np.uint16)
+    rgb16[..., 2] = 0xFF00  # OpenCV is BGR: this is red
+    for array, expected in [(gray16, (0xAB, 0xAB, 0xAB)), (rgb16, (0xFF, 0, 0))]:
+        ok, png = cv2.imencode(".png", array)
+        assert ok
+        assert tuple(decode_image(png.tobytes())[0, 0]) == expected
+
+
+def test_alpha_is_composited_on_white(unusual_images):
+    out = decode_image(unusual_images["rgba.png"])
+    assert (out[:, :24] == 255).all()  # transparent half
+    assert not (out[:, 24:] == 255).all()  # opaque half keeps its pixels
+    half = np.zeros((2, 2, 4), np.uint8)
+    half[..., 2] = 255  # red in BGRA
+    half[..., 3] = 128
+    ok, png = cv2.imencode(".png", half)
+    assert ok
+    assert tuple(decode_image(png.tobytes())[0, 0]) == (255, 127, 127)
+
+
+def test_palette_png_is_expanded():
+    image = Image.new("P", (8, 8))
+    image.putpalette([10, 20, 30] * 256)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    assert tuple(decode_image(buffer.getvalue())[3, 3]) == (10, 20, 30)
+
+
+def test_rgb_channel_order_is_rgb_not_bgr():
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(buffer, "PNG")
+    assert tuple(decode_image(buffer.getvalue())[0, 0]) == (255, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("empty.jpg", "empty file"),
+        ("truncated.jpg", "truncated JPEG"),
+        ("truncated.png", "truncated PNG"),
+        ("not_an_image.jpg", "not a recognised image format"),
+    ],
+)
+def test_broken_files_are_refused_with_a_reason(broken_images, name, fragment):
+    with pytest.raises(BadImage, match=fragment):
+        decode_image(broken_images[name])
+
+
+def test_image_bomb_is_refused_from_its_header_before_decoding(bomb_png, monkeypatch):
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the decoder must not run on an image bomb")
+
+    monkeypatch.setattr(images.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(images, "_decode_with_pillow", no_decoding)
+    with pytest.raises(ImageTooLarge, match="too large"):
+        decode_image(bomb_png)
+    # The same refusal when the limit is generous (Pillow's own bomb guard steps in).
+    with pytest.raises(ImageTooLarge):
+        decode_image(bomb_png, max_pixels=10 * BOMB_SIDE * BOMB_SIDE)
+    assert len(bomb_png) < 200_000
+
+
+def test_bomb_header_is_what_it_claims(bomb_png):
+    assert bomb_png.startswith(b"\x89PNG")
+    assert int.from_bytes(bomb_png[16:20], "big") == BOMB_SIDE
+
+
+def test_max_pixels_limit_names_the_size(unusual_images):
+    with pytest.raises(ImageTooLarge, match=r"48x40"):
+        decode_image(unusual_images["grayscale.png"], max_pixels=48 * 40 - 1)
+    assert decode_image(unusual_images["grayscale.png"], max_pixels=48 * 40).shape == (40, 48, 3)
+
+
+def test_image_too_large_is_a_bad_image():
+    assert issubclass(ImageTooLarge, BadImage)
+
+
+def test_image_size_reads_the_header_only():
+    header = png_bomb(side=2000)[:64]  # IHDR only: no pixel data at all
+    assert images.image_size(header + b"garbage") == (2000, 2000)
+
+
+def test_encode_png_is_lossless_and_encode_jpeg_is_close():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    assert np.array_equal(decode_image(images.encode_png(rgb)), rgb)
+    smooth = np.full((16, 16, 3), (30, 140, 220), np.uint8)
+    assert np.abs(decode_image(images.encode_jpeg(smooth)).astype(int) - smooth).max() <= 3
