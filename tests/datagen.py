@@ -72,7 +72,7 @@ def write_lst(path: Path, items: list[Item], *, float_labels: bool = False) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
-def make_sagemaker_tree(base: Path, *, num_classes: int = 3, train_per_class: int = 24,
+def make_sagemaker_tree(base: Path, *, num_classes: int = 3, train_per_class: int = 32,
                         val_per_class: int = 8, hyperparameters: dict[str, str] | None = None,
                         seed: int = 0) -> Path:
     """A SageMaker ``/opt/ml`` tree with the four channels of the built-in's .lst format.

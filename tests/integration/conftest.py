@@ -1,0 +1,51 @@
+"""Shared helpers for the integration tier: run real training jobs on generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.datagen import make_sagemaker_tree
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Small enough to train in seconds on two CPU cores, big enough to learn the generated classes.
+TINY = {
+    "num_layers": "20",
+    "image_shape": "3,32,32",
+    "resize": "36",
+    "epochs": "3",
+    "mini_batch_size": "16",
+    "learning_rate": "0.01",
+}
+
+
+def run_training(base: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m train`` on the tree at ``base``, as the container runs it."""
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "train"],
+        cwd=REPO,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
+def set_hyperparameters(base: Path, **changes: str) -> None:
+    path = base / "input" / "config" / "hyperparameters.json"
+    hps = json.loads(path.read_text())
+    hps.update(changes)
+    path.write_text(json.dumps(hps))
+
+
+@pytest.fixture
+def tiny_tree(tmp_path: Path) -> Path:
+    """A four-channel .lst tree with three learnable classes and the TINY hyperparameters."""
+    return make_sagemaker_tree(tmp_path / "opt_ml", hyperparameters=TINY)
