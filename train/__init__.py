@@ -1,0 +1,1 @@
+"""Training: SageMaker channels -> packed RecordIO -> ResNet fine-tuning -> the built-in's model files."""

@@ -72,21 +72,27 @@ def prepare_for_eval(image_rgb: np.ndarray, resize: int | None) -> np.ndarray:
 def eval_transform(
     image_rgb: np.ndarray, *, image_shape: tuple[int, int, int], resize: int | None
 ) -> np.ndarray:
-    """Evaluation/serving preprocessing: resize shorter side, centre-crop, normalise.
+    """Evaluation/serving preprocessing: resize the shorter side, centre-crop, normalise.
+
+    This is exactly what training-time validation computes (pixel for pixel: validation
+    records are stored losslessly after :func:`prepare_for_eval`, and MXNet's iterator crops
+    the centre with the same offsets), so the endpoint reproduces the validation accuracy.
 
     Args:
         image_rgb: HxWx3 uint8 RGB image (see :func:`train.images.decode_image`).
         image_shape: ``(channels, height, width)`` the model was trained on.
-        resize: shorter-side size used in training, or None when images were used as they are.
+        resize: shorter-side size used in training. ``None`` (a model of the built-in
+            algorithm, which records none) resizes straight to ``height x width`` without
+            keeping the aspect ratio, which is what the built-in's endpoint does.
 
     Returns:
         A ``(channels, height, width)`` float32 array ready to batch.
     """
     channels, height, width = image_shape
-    image = prepare_for_eval(image_rgb, resize)
-    if min(image.shape[:2]) < max(height, width) and resize is None:
-        image = resize_shorter_side(image, max(height, width))
-    cropped = center_crop(image, height, width)
+    if resize is None:
+        cropped = cv2.resize(image_rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+    else:
+        cropped = center_crop(prepare_for_eval(image_rgb, resize), height, width)
     if channels == 1:
         gray = cv2.cvtColor(np.ascontiguousarray(cropped), cv2.COLOR_RGB2GRAY)
         return ((gray.astype(np.float32) - MEAN_RGB[0]) / STD_RGB[0])[None]

@@ -52,7 +52,10 @@ def plot_learning_curves(path: Path, history: list[dict[str, Any]]) -> None:
     loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     loss_ax.plot(epochs, [r["validation_loss"] for r in history], "o-", label="validation")
     loss_ax.set(title="Loss", xlabel="epoch")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (acc_ax, loss_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
