@@ -252,7 +252,7 @@ SPECS: dict[str, Spec] = {
         parse_int,
         lambda v: v >= 0,
         "a non-negative integer",
-        "decoding threads and packing processes (0 = all cores)",
+        "decoding and packing threads (0 = all cores)",
     ),
     "_ps_port": Spec(parse_int, _in(1, 65535), "a TCP port", "parameter-server scheduler port"),
 }

@@ -115,6 +115,7 @@ def _fingerprint(cfg: TrainConfig, spec: DataSpec) -> dict:
 
 
 def _setup(paths: Paths, cfg: TrainConfig) -> Run:
+    mx.random.seed(cfg.seed)
     ctx = devices.training_contexts(cfg.precision_dtype)
     workers = cfg.preprocess_threads or os.cpu_count() or 1
     spec = prepare_data(paths, cfg, workers=workers, progress=interactive())
