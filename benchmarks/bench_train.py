@@ -1,0 +1,649 @@
+"""Trainer benchmark: input pipeline and ResNet-18 training throughput against peers.
+
+Runs, side by side in one process (the torchvision peers in a subprocess of ``.venv-bench``,
+since GluonCV refuses to import beside torch >= 2) and interleaved round by round so that
+load from other work on the machine hits every contender alike, on one generated JPEG set:
+
+1. input pipeline, images/sec at 224 px, batch 32:
+   - this trainer: ``train.records.pack`` once (reported as a one-time cost), then
+     ``train.data.record_iter`` (C++ ``ImageRecordIter``, ``augmentation_type=crop``,
+     ``preprocess_threads`` = cores) over the packed set;
+   - ``mx.image.ImageIter`` over the same ``.lst`` (resize 256, random crop and mirror);
+   - torchvision ``ImageFolder`` + ``DataLoader`` with as many workers as cores;
+   - the raw ceiling: single-process OpenCV decode + resize + crop rate x cores;
+2. ResNet-18 training, images/sec: the real ``train.engine.train_one_epoch`` on a hybridized
+   ``train.model.from_scratch`` network fed by ``record_iter``, against a plain torchvision
+   training loop (SGD, batch 32) fed by its ``DataLoader``, for the same number of batches after
+   warm-up.
+
+Prints a table with the ratios against the targets (loader >= 3x ImageIter and >= 1.5x
+torchvision; training >= 1.2x torchvision) and writes the figures as JSON.
+
+    python benchmarks/bench_train.py            # defaults: 1,500 images, 3 rounds
+    python benchmarks/bench_train.py --quick    # a smoke run (small set, 1 round)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DATASET_VERSION = "1"
+NUM_CLASSES = 10
+# Three size bands (pixels per side) so that decode and resize cost varies as in real data.
+SIZE_BANDS = ((300, 400), (400, 520), (520, 640))
+JPEG_QUALITY = 90
+CROP = 224
+RESIZE = 256
+TARGETS = {
+    "loader_vs_imageiter": 3.0,
+    "loader_vs_torchvision": 1.5,
+    "training_vs_torchvision": 1.2,
+}
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MXNET_CPU_WORKER_NTHREADS",
+    "MXNET_ENGINE_TYPE",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- data set
+
+
+def ensure_dataset(cache: Path, count: int, seed: int, workers: int) -> tuple[Path, Path]:
+    """Generate ``count`` JPEGs (q90, 300-640 px, three size bands) once into ``cache``.
+
+    Returns the image root (one ``class_<k>`` folder per class, for ``ImageFolder``) and the
+    ``.lst`` file listing the same images (for the MXNet iterators)."""
+    import numpy as np
+
+    from tests import datagen
+
+    base = cache / f"jpeg-{count}-s{seed}-v{DATASET_VERSION}"
+    root, lst_path, done = base / "images", base / "images.lst", base / "done"
+    if done.is_file():
+        return root, lst_path
+    log(f"generating {count} JPEGs into {base}")
+    rng = random.Random(seed)
+    jobs = []
+    for index in range(count):
+        label = index % NUM_CLASSES
+        low, high = SIZE_BANDS[index % len(SIZE_BANDS)]
+        size = (rng.randint(low, high), rng.randint(low, high))
+        relpath = f"class_{label}/img_{index:05d}.jpg"
+        jobs.append((datagen.Item(index, label, relpath), size, rng.randrange(2**32)))
+
+    def write(job) -> None:
+        item, size, item_seed = job
+        image = datagen.make_image(item.label, random.Random(item_seed), size)
+        # Add some low-frequency structure so the files are not all stripes and noise.
+        yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+        wave = 40 * np.sin(xx / (9 + item.label)) * np.cos(yy / (13 + item.index % 7))
+        image = np.clip(image.astype(np.float32) + wave[..., None], 0, 255).astype(np.uint8)
+        datagen.write_jpeg(root / item.relpath, image, quality=JPEG_QUALITY)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(write, jobs))
+    datagen.write_lst(lst_path, [job[0] for job in jobs])
+    done.write_text("ok\n")
+    return root, lst_path
+
+
+def read_entries(lst_path: Path):
+    from train import lst
+
+    return lst.read_lst(lst_path, multi_label=False, num_classes=NUM_CLASSES)
+
+
+# ----------------------------------------------------------------------------- contenders
+
+
+def _rate(images: int, seconds: float) -> dict:
+    return {"images": images, "seconds": seconds, "images_per_sec": images / seconds}
+
+
+def measure_ceiling(paths: list[Path], cores: int) -> dict:
+    """One process, one thread: read + cv2 decode + resize shorter side to 256 + random crop
+    224 + mirror, per image. The ceiling is that rate times the number of cores."""
+    import cv2
+    import numpy as np
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    try:
+        start = time.perf_counter()
+        for path in paths:
+            buf = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            h, w = image.shape[:2]
+            scale = RESIZE / min(h, w)
+            new_size = (max(RESIZE, round(w * scale)), max(RESIZE, round(h * scale)))
+            image = cv2.resize(image, new_size)
+            h, w = image.shape[:2]
+            top, left = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+            crop = image[top : top + CROP, left : left + CROP]
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            np.ascontiguousarray(crop)
+        elapsed = time.perf_counter() - start
+    finally:
+        cv2.setNumThreads(previous)
+    result = _rate(len(paths), elapsed)
+    result["single_process_images_per_sec"] = result["images_per_sec"]
+    result["images_per_sec"] = result["images_per_sec"] * cores
+    return result
+
+
+def measure_packed_ceiling(rec: Path, cores: int) -> dict:
+    """The same ceiling for this trainer's packed records (256 px JPEGs): read + decode +
+    random crop, one thread, times cores. What ``record_iter`` could reach at best."""
+    import cv2
+    import numpy as np
+    from mxnet import recordio
+
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    reader = recordio.MXRecordIO(str(rec), "r")
+    count = 0
+    try:
+        start = time.perf_counter()
+        while (item := reader.read()) is not None:
+            _, payload = recordio.unpack(item)
+            image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
+            h, w = image.shape[:2]
+            top, left = rng.integers(0, h - CROP + 1), rng.integers(0, w - CROP + 1)
+            np.ascontiguousarray(image[top : top + CROP, left : left + CROP])
+            count += 1
+        elapsed = time.perf_counter() - start
+    finally:
+        reader.close()
+        cv2.setNumThreads(previous)
+    result = _rate(count, elapsed)
+    result["single_process_images_per_sec"] = result["images_per_sec"]
+    result["images_per_sec"] = result["images_per_sec"] * cores
+    return result
+
+
+def measure_pack(entries, root: Path, workers: int, quality_note: str):
+    """This trainer's one-time cost: pack .lst + JPEGs into RecordIO at resize 256, into a
+    fresh cache directory (so the cache never hides the cost)."""
+    from train import images, records
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-pack-"))
+    settings = records.PackSettings(RESIZE, False, (CROP, CROP), images.DEFAULT_MAX_PIXELS)
+    start = time.perf_counter()
+    packed = records.pack(
+        entries,
+        root,
+        name="train",
+        settings=settings,
+        cache_dir=scratch,
+        workers=workers,
+        max_bad=0.0,
+    )
+    elapsed = time.perf_counter() - start
+    result = _rate(packed.count, elapsed)
+    result.update(
+        workers=workers,
+        rec_bytes=packed.rec.stat().st_size,
+        source_bytes=sum((root / e.relpath).stat().st_size for e in entries),
+        encoding=quality_note,
+    )
+    return packed, scratch, result
+
+
+def trainer_config(cores: int, batch_size: int):
+    from train.config import TrainConfig
+
+    return TrainConfig(
+        num_classes=NUM_CLASSES,
+        num_layers=18,
+        augmentation_type="crop",
+        mini_batch_size=batch_size,
+        image_shape=(3, CROP, CROP),
+        resize=RESIZE,
+        preprocess_threads=cores,
+    )
+
+
+def data_spec(packed):
+    from train.data import DataSpec
+
+    names = [f"class_{k}" for k in range(NUM_CLASSES)]
+    return DataSpec(packed, packed, NUM_CLASSES, names, 1, None)
+
+
+def make_record_iter(packed, cores: int, batch_size: int):
+    from train.data import record_iter
+
+    cfg = trainer_config(cores, batch_size)
+    return record_iter(
+        packed, data_spec(packed), cfg, training=True, batch_size=batch_size, threads=cores
+    )
+
+
+def make_image_iter(lst_path: Path, root: Path, batch_size: int):
+    import mxnet as mx
+
+    return mx.image.ImageIter(
+        batch_size=batch_size,
+        data_shape=(3, CROP, CROP),
+        path_imglist=str(lst_path),
+        path_root=str(root),
+        shuffle=True,
+        resize=RESIZE,
+        rand_crop=True,
+        rand_mirror=True,
+        mean=True,  # ImageNet mean/std, as the other contenders normalise too
+        std=True,
+    )
+
+
+def time_mx_epochs(data_iter, epochs: int, warmup: int) -> dict:
+    """Full epochs of an MXNet DataIter after ``warmup`` untimed batches; each batch is
+    waited for, padding is not counted."""
+    for batch in islice(data_iter, warmup):
+        batch.data[0].wait_to_read()
+    per_epoch = []
+    for _ in range(epochs):
+        count = 0
+        start = time.perf_counter()
+        data_iter.reset()
+        for batch in data_iter:
+            batch.data[0].wait_to_read()
+            count += batch.data[0].shape[0] - (batch.pad or 0)
+        per_epoch.append(_rate(count, time.perf_counter() - start))
+    images = sum(e["images"] for e in per_epoch)
+    seconds = sum(e["seconds"] for e in per_epoch)
+    result = _rate(images, seconds)
+    result["epochs"] = per_epoch
+    return result
+
+
+class _FirstBatches:
+    """The first ``n`` batches of an MXNet iterator, with the iterator's ``reset``."""
+
+    def __init__(self, data_iter, n: int):
+        self.data_iter, self.n = data_iter, n
+
+    def reset(self) -> None:
+        self.data_iter.reset()
+
+    def __iter__(self):
+        return islice(iter(self.data_iter), self.n)
+
+
+class MxTrainer:
+    """This trainer's real training step: ``train.engine.train_one_epoch`` on a hybridized
+    ``from_scratch`` ResNet-18 with the optimizer and Trainer that ``train.loop`` builds."""
+
+    def __init__(self, packed, cores: int, batch_size: int):
+        import mxnet as mx
+        from mxnet import gluon
+
+        from train import engine, model
+        from train.loop import make_optimizer
+
+        cfg = trainer_config(cores, batch_size)
+        self.ctx = [mx.cpu()]
+        self.net = model.from_scratch(cfg, NUM_CLASSES)
+        self.net.collect_params().reset_ctx(self.ctx)
+        self.net.hybridize(static_alloc=True, static_shape=True)
+        self.trainer = gluon.Trainer(
+            self.net.collect_params(), make_optimizer(cfg), kvstore="device"
+        )
+        self.setup = engine.make_loss(False, None)
+        self.data_iter = make_record_iter(packed, cores, batch_size)
+        self.epoch = 0
+
+    def run(self, batches: int) -> dict:
+        from train import engine
+
+        self.epoch += 1
+        return engine.train_one_epoch(
+            self.net,
+            self.trainer,
+            _FirstBatches(self.data_iter, batches),
+            self.ctx,
+            self.setup,
+            epoch=self.epoch,
+            stop=threading.Event(),
+        )
+
+    def measure(self, warmup: int, batches: int) -> dict:
+        if warmup:
+            self.run(warmup)
+        result = self.run(batches)
+        return {
+            "images": round(result["samples_per_sec"] * result["time"]),
+            "seconds": result["time"],
+            "images_per_sec": result["samples_per_sec"],
+            "loss": result["loss"],
+            "accuracy": result["accuracy"],
+        }
+
+
+def run_peer(python: str | None, task: str, args: list[str]) -> dict:
+    """Run the torchvision peer in its own interpreter; its last stdout line is JSON."""
+    if python is None:
+        return {"skipped": "no torch interpreter (make bench-venv, or --torch-python)"}
+    peer = REPO / "benchmarks" / "peers" / "torch_peer.py"
+    proc = subprocess.run(
+        [python, str(peer), task, *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-5:]
+        raise RuntimeError(f"torch peer {task} failed ({proc.returncode}): " + " | ".join(tail))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def _median(rounds: list[dict], key: str = "images_per_sec") -> float | None:
+    values = [r[key] for r in rounds if key in r]
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def summarise(results: dict) -> dict:
+    loaders = results["loader_rounds"]
+    medians = {
+        name: _median([r[name] for r in loaders])
+        for name in ("record_iter", "image_iter", "torchvision", "ceiling", "packed_ceiling")
+    }
+    training = results["training_rounds"]
+    medians["train_mxnet"] = _median([r["mxnet"] for r in training])
+    medians["train_torch"] = _median([r["torchvision"] for r in training])
+    ratios = {
+        "loader_vs_imageiter": _ratio(medians["record_iter"], medians["image_iter"]),
+        "loader_vs_torchvision": _ratio(medians["record_iter"], medians["torchvision"]),
+        "training_vs_torchvision": _ratio(medians["train_mxnet"], medians["train_torch"]),
+    }
+    # Per-round ratios show how much the noise of a shared machine moves them.
+    per_round = {
+        "loader_vs_imageiter": [
+            _ratio(r["record_iter"]["images_per_sec"], r["image_iter"]["images_per_sec"])
+            for r in loaders
+        ],
+        "loader_vs_torchvision": [
+            _ratio(r["record_iter"]["images_per_sec"], r["torchvision"].get("images_per_sec"))
+            for r in loaders
+        ],
+        "training_vs_torchvision": [
+            _ratio(r["mxnet"]["images_per_sec"], r["torchvision"].get("images_per_sec"))
+            for r in training
+        ],
+    }
+    pack = results["pack"]
+    first_epoch = None
+    if medians["record_iter"]:
+        first_epoch = pack["images"] / (pack["seconds"] + pack["images"] / medians["record_iter"])
+    return {
+        "medians_images_per_sec": medians,
+        "ratios": ratios,
+        "ratios_per_round": per_round,
+        "targets": TARGETS,
+        "met": {k: (None if v is None else v >= TARGETS[k]) for k, v in ratios.items()},
+        "first_epoch_with_packing_images_per_sec": first_epoch,
+    }
+
+
+def print_report(results: dict) -> None:
+    s = results["summary"]
+    m = s["medians_images_per_sec"]
+    cfg = results["config"]
+    cores = cfg["cores"]
+    pack = results["pack"]
+    ceilings = [r["ceiling"] for r in results["loader_rounds"]]
+    ceiling_1p = _median(ceilings, "single_process_images_per_sec")
+    width = 58
+    title = f"(2) ResNet-18 training, {cfg['train_batches']} batches after warm-up"
+    lines = [
+        "",
+        f"Trainer benchmark: {cfg['images']} JPEGs ({SIZE_BANDS[0][0]}-{SIZE_BANDS[-1][1]} px, "
+        f"q{JPEG_QUALITY}), {CROP} px crops, batch {cfg['batch_size']}, {cores} cores, "
+        f"median of {cfg['rounds']} interleaved rounds",
+        f"load average before/after: {results['load_before']} / {results['load_after']}",
+        "",
+        f"{'(1) input pipeline':<{width}}{'img/s':>10}{'trainer ÷':>11}",
+        f"{'this trainer: train.data.record_iter (packed .rec)':<{width}}"
+        f"{_fmt(m['record_iter']):>10}{'1.00x':>11}",
+    ]
+    rows = [
+        ("mx.image.ImageIter (.lst + JPEG)", m["image_iter"]),
+        (
+            f"torchvision ImageFolder + DataLoader({cores} workers, {cfg['torch_transform']})",
+            m["torchvision"],
+        ),
+        (f"raw ceiling: cv2 decode+resize+crop, 1 proc x {cores}", m["ceiling"]),
+        (f"packed ceiling: cv2 decode+crop of the .rec, x {cores}", m["packed_ceiling"]),
+    ]
+    for name, value in rows:
+        ratio = _ratio(m["record_iter"], value)
+        lines.append(f"{name:<{width}}{_fmt(value):>10}{_fmt(ratio, 2) + 'x':>11}")
+    lines += [
+        f"  (single-process cv2 rate on the original JPEGs: {_fmt(ceiling_1p)} img/s)",
+        f"one-time packing ({pack['workers']} threads): {pack['images']} images in "
+        f"{pack['seconds']:.1f} s = {_fmt(pack['images_per_sec'])} img/s; first epoch "
+        f"including packing: {_fmt(s['first_epoch_with_packing_images_per_sec'])} img/s",
+        "",
+        f"{title:<{width}}{'img/s':>10}",
+        f"{'this trainer: train.engine.train_one_epoch + record_iter':<{width}}"
+        f"{_fmt(m['train_mxnet'], 2):>10}",
+        f"{'torchvision resnet18, SGD, DataLoader':<{width}}{_fmt(m['train_torch'], 2):>10}",
+        "",
+        "targets",
+    ]
+    names = {
+        "loader_vs_imageiter": "loader vs mx.image.ImageIter",
+        "loader_vs_torchvision": "loader vs torchvision DataLoader",
+        "training_vs_torchvision": "training vs torchvision loop",
+    }
+    for key, label in names.items():
+        ratio, met = s["ratios"][key], s["met"][key]
+        rounds = ", ".join(_fmt(r, 2) for r in s["ratios_per_round"][key])
+        verdict = "n/a" if met is None else ("MET" if met else "MISSED")
+        lines.append(
+            f"  {label:<34}{_fmt(ratio, 2):>6}x  (target >= {TARGETS[key]}x)  {verdict:<7}"
+            f" per round: {rounds}"
+        )
+    print("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def default_torch_python() -> str | None:
+    candidate = REPO / ".venv-bench" / "bin" / "python"
+    return str(candidate) if candidate.exists() else None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    cores = os.cpu_count() or 1
+    parser = argparse.ArgumentParser(
+        description="Input-pipeline and ResNet-18 training throughput of this trainer against "
+        "mx.image.ImageIter and torchvision, interleaved in one run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--images", type=int, default=1500, help="generated JPEGs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=REPO / ".cache" / "bench", help="generated data"
+    )
+    parser.add_argument("--cores", type=int, default=cores, help="threads/workers per loader")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per part")
+    parser.add_argument("--loader-epochs", type=int, default=1, help="timed epochs per round")
+    parser.add_argument("--train-rounds", type=int, default=2)
+    parser.add_argument("--train-batches", type=int, default=8, help="timed training batches")
+    parser.add_argument("--train-warmup", type=int, default=2, help="untimed batches first")
+    parser.add_argument(
+        "--torch-transform",
+        choices=("rrc", "resize-crop"),
+        default="rrc",
+        help="torchvision augmentation: RandomResizedCrop(224), or Resize(256)+RandomCrop(224)",
+    )
+    parser.add_argument(
+        "--torch-python",
+        default=default_torch_python(),
+        help="interpreter with torch + torchvision (the .venv-bench venv)",
+    )
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=REPO / "benchmarks" / "results" / "train.json",
+        help="where to write the JSON results",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 300 images, 1 round, 2 training batches"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.rounds, args.train_rounds = 300, 1, 1
+        args.train_batches, args.train_warmup = 2, 1
+    return args
+
+
+def environment(args) -> dict:
+    import cv2
+    import mxnet as mx
+    import numpy as np
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    features = mx.runtime.Features()
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host_cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {"mxnet": mx.__version__, "numpy": np.__version__, "opencv": cv2.__version__},
+        "mxnet_features": {k: features.is_enabled(k) for k in ("MKLDNN", "OPENMP", "OPENCV")},
+        "thread_env": {k: os.environ.get(k) for k in THREAD_ENV},
+        "torch_python": args.torch_python,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cores = args.cores
+    results: dict = {
+        "config": {
+            "images": args.images,
+            "cores": cores,
+            "batch_size": args.batch_size,
+            "rounds": args.rounds,
+            "loader_epochs": args.loader_epochs,
+            "train_rounds": args.train_rounds,
+            "train_batches": args.train_batches,
+            "train_warmup": args.train_warmup,
+            "torch_transform": args.torch_transform,
+        },
+        "environment": environment(args),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
+    root, lst_path = ensure_dataset(args.cache_dir, args.images, args.seed, cores)
+    entries = read_entries(lst_path)
+    paths = [root / e.relpath for e in entries]
+
+    log(f"packing {len(entries)} images ({cores} threads)")
+    packed, scratch, results["pack"] = measure_pack(entries, root, cores, "JPEG, train.images")
+    torch_loader_args = [
+        "--root", str(root), "--workers", str(cores), "--batch-size", str(args.batch_size),
+        "--transform", args.torch_transform, "--epochs", str(args.loader_epochs),
+        "--seed", str(args.seed),
+    ]  # fmt: skip
+    try:
+        results["loader_rounds"] = []
+        for r in range(args.rounds):
+            log(f"loader round {r + 1}/{args.rounds}")
+            row = {}
+            data_iter = make_record_iter(packed, cores, args.batch_size)
+            row["record_iter"] = time_mx_epochs(data_iter, args.loader_epochs, warmup=2)
+            del data_iter
+            data_iter = make_image_iter(lst_path, root, args.batch_size)
+            row["image_iter"] = time_mx_epochs(data_iter, args.loader_epochs, warmup=2)
+            del data_iter
+            row["torchvision"] = run_peer(args.torch_python, "loader", torch_loader_args)
+            row["ceiling"] = measure_ceiling(paths, cores)
+            row["packed_ceiling"] = measure_packed_ceiling(packed.rec, cores)
+            log(
+                "  img/s: "
+                + ", ".join(f"{k} {v.get('images_per_sec', 0):.0f}" for k, v in row.items())
+            )
+            results["loader_rounds"].append(row)
+
+        results["training_rounds"] = []
+        if not args.skip_training:
+            mx_trainer = MxTrainer(packed, cores, args.batch_size)
+            torch_train_args = [
+                "--root", str(root), "--workers", str(cores),
+                "--batch-size", str(args.batch_size), "--transform", args.torch_transform,
+                "--batches", str(args.train_batches), "--warmup", str(args.train_warmup),
+                "--seed", str(args.seed),
+            ]  # fmt: skip
+            for r in range(args.train_rounds):
+                log(f"training round {r + 1}/{args.train_rounds}")
+                row = {"mxnet": mx_trainer.measure(args.train_warmup, args.train_batches)}
+                row["torchvision"] = run_peer(args.torch_python, "train", torch_train_args)
+                log(
+                    f"  img/s: mxnet {row['mxnet']['images_per_sec']:.2f}, torchvision "
+                    f"{row['torchvision'].get('images_per_sec', 0):.2f}"
+                )
+                results["training_rounds"].append(row)
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["summary"] = summarise(results)
+    print_report(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
