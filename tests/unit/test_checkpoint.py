@@ -1,0 +1,108 @@
+"""Resumable checkpoints: save, load, restore, and refusal of another model's checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from train import checkpoint
+from train.checkpoint import LoopState
+from train.errors import ClientError
+
+FINGERPRINT = {"num_layers": 20, "num_classes": 3, "image_shape": [3, 32, 32], "multi_label": False}
+
+
+def _net_and_trainer(seed: int):
+    mx.random.seed(seed)
+    net = gluon.nn.Dense(3, in_units=4)
+    net.initialize(mx.init.Normal(1.0))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    return net, trainer
+
+
+def _step(net, trainer):
+    x = mx.nd.ones((2, 4))
+    with autograd.record():
+        loss = (net(x) ** 2).sum()
+    loss.backward()
+    trainer.step(2)
+
+
+def _weights(net) -> np.ndarray:
+    return net.weight.data().asnumpy().copy()
+
+
+def test_nothing_to_resume_in_an_empty_dir(tmp_path):
+    assert checkpoint.load(tmp_path, FINGERPRINT) is None
+
+
+def test_save_then_load_round_trips_the_loop_state(tmp_path):
+    net, trainer = _net_and_trainer(0)
+    state = LoopState(
+        epoch=2,
+        best_accuracy=0.75,
+        best_epoch=1,
+        epochs_without_improvement=1,
+        history=[{"epoch": 0, "validation_accuracy": 0.75}],
+        fingerprint=FINGERPRINT,
+    )
+    checkpoint.save(tmp_path, state, net, trainer, improved=False)
+    assert checkpoint.load(tmp_path, dict(FINGERPRINT)) == state
+    assert json.loads((tmp_path / checkpoint.STATE_FILE).read_text())["epoch"] == 2
+
+
+def test_restore_gives_back_weights_and_optimizer_state(tmp_path):
+    net, trainer = _net_and_trainer(0)
+    _step(net, trainer)
+    state = LoopState(epoch=1, fingerprint=FINGERPRINT)
+    checkpoint.save(tmp_path, state, net, trainer, improved=True)
+    _step(net, trainer)  # the "interrupted" continuation, for reference
+    expected = _weights(net)
+
+    fresh, fresh_trainer = _net_and_trainer(1)
+    assert not np.allclose(_weights(fresh), expected)
+    checkpoint.restore(
+        tmp_path, checkpoint.load(tmp_path, FINGERPRINT), fresh, fresh_trainer, [mx.cpu()]
+    )
+    _step(fresh, fresh_trainer)
+    # Same result only if the momentum buffers were restored along with the weights.
+    assert np.allclose(_weights(fresh), expected, atol=1e-6)
+
+
+def test_only_the_latest_epoch_is_kept_and_best_is_separate(tmp_path):
+    net, trainer = _net_and_trainer(0)
+    state = LoopState(fingerprint=FINGERPRINT)
+    for epoch, improved in [(1, True), (2, False), (3, False)]:
+        state.epoch = epoch
+        checkpoint.save(tmp_path, state, net, trainer, improved=improved)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["best.params", "net-0003.params", "state.json", "trainer-0003.states"]
+
+
+def test_restore_best_loads_the_best_weights(tmp_path):
+    net, trainer = _net_and_trainer(0)
+    best = _weights(net)
+    state = LoopState(epoch=1, fingerprint=FINGERPRINT)
+    checkpoint.save(tmp_path, state, net, trainer, improved=True)
+    _step(net, trainer)
+    state.epoch = 2
+    checkpoint.save(tmp_path, state, net, trainer, improved=False)
+    checkpoint.restore_best(tmp_path, net, [mx.cpu()])
+    assert np.allclose(_weights(net), best)
+
+
+def test_checkpoints_of_a_different_model_are_refused(tmp_path):
+    net, trainer = _net_and_trainer(0)
+    checkpoint.save(
+        tmp_path, LoopState(epoch=1, fingerprint=FINGERPRINT), net, trainer, improved=True
+    )
+    other = {**FINGERPRINT, "num_classes": 5}
+    with pytest.raises(ClientError) as info:
+        checkpoint.load(tmp_path, other)
+    message = str(info.value)
+    assert "checkpoints of a different model" in message
+    assert "'num_classes': 5" in message and "'num_classes': 3" in message

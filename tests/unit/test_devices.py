@@ -1,0 +1,58 @@
+"""GPU support check (MXNet 1.9.1's CUDA wheels: compute capability 5.0-8.9) and CPU fallback."""
+
+from __future__ import annotations
+
+import mxnet as mx
+import pytest
+
+from train import devices
+from train.errors import ClientError
+
+
+@pytest.mark.parametrize(
+    "capability", [(5, 0), (5, 2), (6, 1), (7, 0), (7, 5), (8, 0), (8, 6), (8, 9)]
+)
+def test_maxwell_to_ada_are_accepted(capability):
+    devices.check_supported([capability])
+
+
+@pytest.mark.parametrize(
+    ("capability", "named"), [((3, 7), "3.7"), ((9, 0), "9.0"), ((10, 0), "10.0"), ((2, 1), "2.1")]
+)
+def test_kepler_and_hopper_are_refused_naming_the_supported_gpus(capability, named):
+    with pytest.raises(ClientError) as info:
+        devices.check_supported([(8, 6), capability])
+    message = str(info.value)
+    assert f"GPU 1: compute capability {named}" in message
+    assert "GPU 0" not in message
+    for supported in ("T4", "A10G", "ml.g5", "ml.p3"):
+        assert supported in message
+    assert "ml.p2" in message and "ml.p5" in message
+
+
+def test_no_gpu_is_fine():
+    devices.check_supported([])
+
+
+def test_cpu_is_used_when_no_gpu_is_visible(monkeypatch):
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
+    assert devices.training_contexts("float32") == [mx.cpu()]
+
+
+def test_float16_on_the_cpu_is_refused(monkeypatch):
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
+    with pytest.raises(ClientError, match="precision_dtype=float16 needs a GPU"):
+        devices.training_contexts("float16")
+
+
+def test_unsupported_gpu_is_refused_before_training(monkeypatch):
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
+    monkeypatch.setattr(devices, "compute_capabilities", lambda count: [(7, 5), (9, 0)][:count])
+    with pytest.raises(ClientError, match="GPU 1: compute capability 9.0"):
+        devices.training_contexts("float32")
+
+
+def test_all_supported_gpus_are_used(monkeypatch):
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
+    monkeypatch.setattr(devices, "compute_capabilities", lambda count: [(8, 6)] * count)
+    assert devices.training_contexts("float16") == [mx.gpu(0), mx.gpu(1)]
