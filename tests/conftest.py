@@ -1,10 +1,15 @@
-"""Shared fixtures: encoded image files of every awkward kind the trainer must handle."""
+"""Shared fixtures: image files of every awkward kind, and an in-process training job runner."""
 
 from __future__ import annotations
 
 import io
+import logging
+import signal
 import struct
 import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -88,3 +93,41 @@ def broken_images() -> dict[str, bytes]:
 def bomb_png() -> bytes:
     """A 30000x30000 PNG (see :func:`png_bomb`)."""
     return png_bomb()
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What ``train.main.run()`` left behind: exit code, output/failure text, log text."""
+
+    code: int
+    failure: str | None
+    log: str
+    base: Path
+
+
+@pytest.fixture
+def run_job(monkeypatch, caplog) -> Iterator[Callable[[Path], JobResult]]:
+    """Run ``train.main.run([])`` in-process on the SageMaker tree at ``base``.
+
+    The job's own logging set-up (``basicConfig(force=True)``) would remove pytest's capture
+    handler, so it is replaced by ``caplog`` at INFO; the SIGTERM handler is restored after.
+    """
+    from train import main
+
+    monkeypatch.delenv("IC_SCRATCH_DIR", raising=False)
+    monkeypatch.delenv("TRAINING_JOB_NAME", raising=False)
+    monkeypatch.setattr(main, "configure_logging", lambda: None)
+    caplog.set_level(logging.INFO)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def run(base: Path) -> JobResult:
+        monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+        caplog.clear()
+        code = main.run([])
+        failure = base / "output" / "failure"
+        return JobResult(
+            code, failure.read_text() if failure.is_file() else None, caplog.text, base
+        )
+
+    yield run
+    signal.signal(signal.SIGTERM, previous)
