@@ -114,6 +114,21 @@ def _relabel(source: Source, classes: list[str]) -> Source:
     return Source(source.name, source.root, entries=entries, class_names=classes)
 
 
+def _label_folders_by_name(validation: Source, names: list[str], multi_label: bool) -> Source:
+    """Validation class folders next to a training list (or RecordIO): each folder takes the
+    label of the training class with the same name, never its position among the folders."""
+    folders = validation.class_names or []
+    if multi_label or not set(folders) <= set(names):
+        raise ClientError(
+            f"the 'validation_lst' channel is missing and the validation class folders "
+            f"({', '.join(folders[:20])}) are not the training classes ({', '.join(names[:20])})"
+            f"{'; multi_label=1 needs .lst files' if multi_label else ''}: add a "
+            f"'validation_lst' channel with a .lst file, or name each validation folder after "
+            f"its training class (classes.txt lists the names)"
+        )
+    return _relabel(validation, names)
+
+
 def _num_classes(cfg: TrainConfig, train: Source, label_width: int) -> int:
     if train.class_names is not None:
         found = len(train.class_names)
@@ -215,7 +230,6 @@ def prepare_data(paths: Paths, cfg: TrainConfig, *, workers: int, progress: bool
         validation = _relabel(validation, train.class_names)
     width = len(train.entries[0].labels) if train.entries else 1
     num_classes = _num_classes(cfg, train, width)
-    _check_labels(validation, num_classes, cfg.multi_label)
     names = train.class_names or _user_class_names(paths, num_classes)
     if names is None:
         names = (
@@ -223,6 +237,9 @@ def prepare_data(paths: Paths, cfg: TrainConfig, *, workers: int, progress: bool
             if (train.entries and not cfg.multi_label)
             else [str(k) for k in range(num_classes)]
         )
+    if train.class_names is None and validation.class_names is not None:
+        validation = _label_folders_by_name(validation, names, cfg.multi_label)
+    _check_labels(validation, num_classes, cfg.multi_label)
     packed_train = _pack(train, cfg, paths, lossless=False, workers=workers, progress=progress)
     packed_val = _pack(validation, cfg, paths, lossless=True, workers=workers, progress=progress)
     _check_counts(cfg, packed_train.count)
