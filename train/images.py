@@ -52,10 +52,38 @@ def image_size(data: bytes) -> tuple[int, int]:
 
 def _check_complete(data: bytes) -> None:
     """Refuse JPEG and PNG files whose end marker is missing: they were cut short."""
-    if data.startswith(_JPEG_SOI) and _JPEG_EOI not in data[-1024:]:
+    if data.startswith(_JPEG_SOI) and _JPEG_EOI not in data[-1024:] and not _jpeg_end(data):
         raise BadImage("truncated JPEG (no end-of-image marker)")
     if data.startswith(_PNG_MAGIC) and _PNG_IEND not in data[-64:]:
         raise BadImage("truncated PNG (no IEND chunk)")
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """Offset just past the end-of-image marker of the JPEG that starts ``data``, found by
+    walking its segments (so a thumbnail's marker inside EXIF does not count); None when the
+    data ends first. Only asked when the marker is not at the end: phone "Motion Photos"
+    append a video after a complete JPEG, while a cut-off (or zero-padded) file never ends."""
+    pos, size = 2, len(data)
+    while pos + 1 < size:
+        marker = data[pos + 1]
+        if data[pos] != 0xFF:
+            return None
+        if marker == 0xD9:
+            return pos + 2
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill, no length
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if pos + 4 > size:
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        while marker == 0xDA:  # entropy-coded scan: runs to the next marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= size:
+                return None
+            if data[pos + 1] != 0x00 and not 0xD0 <= data[pos + 1] <= 0xD7:
+                break  # a real marker (or fill before one): back to the segment walk
+            pos += 2
+    return None
 
 
 def _to_rgb8(image: np.ndarray) -> np.ndarray:

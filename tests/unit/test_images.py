@@ -128,3 +128,46 @@ def test_encode_png_is_lossless_and_encode_jpeg_is_close():
     assert np.array_equal(decode_image(images.encode_png(rgb)), rgb)
     smooth = np.full((16, 16, 3), (30, 140, 220), np.uint8)
     assert np.abs(decode_image(images.encode_jpeg(smooth)).astype(int) - smooth).max() <= 3
+
+
+def _jpegs() -> dict[str, bytes]:
+    rgb = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    pil = Image.fromarray(rgb)
+
+    def save(image, **kwargs) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", **kwargs)
+        return buffer.getvalue()
+
+    baseline = save(pil, quality=90)
+    thumbnail = save(pil.resize((16, 12)))  # ends in its own end-of-image marker
+    exif = b"Exif\0\0" + thumbnail
+    app1 = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
+    _, restart = cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])
+    return {
+        "baseline": baseline,
+        "progressive": save(pil, quality=90, progressive=True),
+        "grayscale": save(pil.convert("L")),
+        "cmyk": save(pil.convert("CMYK")),
+        "restart-markers": restart.tobytes(),
+        "exif-thumbnail": baseline[:2] + app1 + baseline[2:],
+    }
+
+
+JPEGS = _jpegs()
+
+
+@pytest.mark.parametrize("name", list(JPEGS))
+def test_jpeg_with_data_after_its_end_marker_is_not_truncated(name):
+    """Phone "Motion Photos" append a video after a complete JPEG: a valid photo."""
+    motion_photo = JPEGS[name] + b"\x00\x00\x00\x18ftypmp42" + bytes(8000)
+    assert decode_image(motion_photo).shape == (60, 80, 3)
+    assert images._jpeg_end(motion_photo) == len(JPEGS[name])
+
+
+@pytest.mark.parametrize("name", list(JPEGS))
+def test_cut_jpeg_is_truncated_even_when_padded(name):
+    cut = JPEGS[name][: len(JPEGS[name]) * 2 // 3]
+    for data in (cut, cut + bytes(2000)):  # an interrupted copy, a preallocated download
+        with pytest.raises(BadImage, match="truncated JPEG"):
+            decode_image(data)
