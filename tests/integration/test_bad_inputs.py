@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import mxnet as mx
 import pytest
 
 from tests.datagen import make_sagemaker_tree
@@ -289,7 +290,11 @@ def test_num_training_samples_that_disagrees_warns_and_uses_the_real_count(tree,
     [
         ({"num_epochs": "3"}, "unknown hyperparameter 'num_epochs'"),
         ({"mini_batch_size": "0"}, "mini_batch_size='0' is invalid"),
-        ({"precision_dtype": "float16"}, "precision_dtype=float16 needs a GPU"),
+        pytest.param(
+            {"precision_dtype": "float16"},
+            "precision_dtype=float16 needs a GPU",
+            marks=pytest.mark.skipif(mx.context.num_gpus() > 0, reason="a GPU is visible"),
+        ),
     ],
 )
 def test_bad_hyperparameters_fail_before_any_data_is_read(tree, run_job, changes, fragment):
