@@ -74,6 +74,8 @@ def run(argv: list[str] | None = None) -> int:
     build_parser().parse_args(argv)
     configure_logging()
     paths = Paths.from_env()
+    for stale in (paths.failure_file, paths.success_file):  # a local re-run reuses the folder
+        stale.unlink(missing_ok=True)
     stop = threading.Event()
     install_stop_handler(stop)
     try:

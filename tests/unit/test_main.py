@@ -122,3 +122,18 @@ def test_write_failure_puts_the_reason_before_the_traceback(tmp_path):
     text = (tmp_path / "output" / "failure").read_text()
     assert text.startswith("Customer Error: short reason\n\nTraceback")
     assert text.rstrip().endswith("ValueError: inner detail")
+
+
+def test_a_rerun_clears_the_previous_runs_outcome(tmp_path, run_job, monkeypatch):
+    """Local re-runs reuse the same folder: a success must not leave the last failure behind
+    (nor a failure the last success)."""
+    base = _tree(tmp_path, {})
+    monkeypatch.setattr(loop, "train_job", _raise(ClientError("bad data")))
+    assert run_job(base).code == 1
+    monkeypatch.setattr(loop, "train_job", lambda paths, cfg, stop: None)
+    result = run_job(base)
+    assert result.code == 0
+    assert result.failure is None
+    monkeypatch.setattr(loop, "train_job", _raise(ClientError("bad again")))
+    assert run_job(base).code == 1
+    assert not (base / "output" / "success").exists()
