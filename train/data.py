@@ -158,8 +158,15 @@ def _user_class_names(paths: Paths, num_classes: int) -> list[str] | None:
             if not path.is_file():
                 continue
             if filename.endswith(".json"):
-                doc = json.loads(path.read_text())
-                names = doc["classes"] if isinstance(doc, dict) else doc
+                try:
+                    doc = json.loads(path.read_text())
+                except json.JSONDecodeError as exc:
+                    raise ClientError(f"{path} is not valid JSON: {exc}") from None
+                names = doc.get("classes") if isinstance(doc, dict) else doc
+                if not isinstance(names, list):
+                    raise ClientError(
+                        f'{path} must hold a list of class names or {{"classes": [...]}}'
+                    )
             else:
                 names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
             if len(names) != num_classes:

@@ -274,6 +274,27 @@ def test_missing_validation_lst_with_unrelated_class_folders(tree, run_job):
     _assert_client_failure(result, "validation_lst", "zebra")
 
 
+@pytest.mark.parametrize(
+    ("filename", "text", "fragment"),
+    [
+        ("classes.txt", "cat\ndog\n", "classes.txt lists 2 names for 3 classes"),
+        ("classes.json", '["cat", "dog"', "classes.json is not valid JSON"),
+        ("classes.json", '{"names": ["a", "b", "c"]}', "must hold a list of class names"),
+    ],
+)
+def test_bad_class_name_file(tree, run_job, filename, text, fragment):
+    (_data(tree) / "train_lst" / filename).write_text(text)
+    result = run_job(tree)
+    _assert_client_failure(result, fragment)
+
+
+def test_class_name_file_names_the_classes(tree, run_job):
+    (_data(tree) / "train_lst" / "classes.json").write_text('{"classes": ["cat", "dog", "eel"]}')
+    _assert_trained(run_job(tree))
+    classes = json.loads((tree / "model" / "classes.json").read_text())["classes"]
+    assert classes == ["cat", "dog", "eel"]
+
+
 def test_num_training_samples_that_disagrees_warns_and_uses_the_real_count(tree, run_job):
     _set_hyperparameters(tree, num_training_samples="1000")
     result = run_job(tree)
