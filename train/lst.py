@@ -90,7 +90,7 @@ def read_lst(path: Path, *, multi_label: bool, num_classes: int | None) -> list[
     """
     entries: list[Entry] = []
     seen: dict[int, int] = {}
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")  # Excel adds a BOM
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -181,3 +181,10 @@ def test_infer_class_names_from_top_level_folders():
 )
 def test_infer_class_names_falls_back_to_indices(entries, num_classes):
     assert lst.infer_class_names(entries, num_classes) == [str(k) for k in range(num_classes)]
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    """Excel's "CSV UTF-8" and some editors start the file with a BOM."""
+    path = tmp_path / "train.lst"
+    path.write_bytes("0\t1\ta.jpg\n1\t0\tb.jpg\n".encode("utf-8-sig"))
+    assert [e.index for e in lst.read_lst(path, multi_label=False, num_classes=2)] == [0, 1]
