@@ -88,18 +88,29 @@ def test_record_iter_normalization_matches_normalize():
     assert (kwargs["std_r"], kwargs["std_g"], kwargs["std_b"]) == presets.STD_RGB
 
 
-def test_validation_records_read_by_imagerecorditer_equal_eval_transform(tmp_path):
+@pytest.mark.parametrize(
+    ("image_shape", "tolerance"),
+    [
+        ((3, 32, 32), 1e-4),
+        ((3, 32, 40), 1e-4),
+        # OpenCV's grayscale decoding rounds differently from cvtColor: at most 1 gray level.
+        ((1, 32, 32), 1.001 / presets.STD_RGB[0]),
+    ],
+)
+def test_validation_records_read_by_imagerecorditer_equal_eval_transform(
+    tmp_path, image_shape, tolerance
+):
     """The product's key property: the C++ validation pipeline sees exactly what the server
     computes with eval_transform, pixel for pixel (odd sizes, both orientations)."""
     rng = random.Random(0)
-    sizes = [(50, 40), (41, 77), (64, 64), (33, 90), (100, 37), (36, 36)]
+    sizes = [(50, 40), (41, 77), (64, 64), (33, 90), (100, 37), (40, 40)]
     originals, entries = [], []
     for i, size in enumerate(sizes):
         image = make_image(i % 3, rng, size)
         cv2.imwrite(str(tmp_path / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         originals.append(image)
         entries.append(lst.Entry(i, (float(i % 3),), f"{i}.png"))
-    settings = records.PackSettings(36, True, (32, 32), 10**8)
+    settings = records.PackSettings(40, True, image_shape[1:], 10**8)
     packed = records.pack(
         entries,
         tmp_path,
@@ -109,12 +120,13 @@ def test_validation_records_read_by_imagerecorditer_equal_eval_transform(tmp_pat
         workers=2,
         max_bad=0.0,
     )
-    cfg = TrainConfig(image_shape=(3, 32, 32), resize=36)
+    cfg = TrainConfig(image_shape=image_shape, resize=40)
     spec = DataSpec(packed, packed, 3, ["a", "b", "c"], 1, None)
     it = record_iter(packed, spec, cfg, training=False, batch_size=len(sizes), threads=1)
     batch = next(iter(it))
     data, labels = batch.data[0].asnumpy(), batch.label[0].asnumpy()
+    assert data.shape == (len(sizes), *image_shape)
     for i, image in enumerate(originals):
-        expected = presets.eval_transform(image, image_shape=(3, 32, 32), resize=36)
-        assert np.abs(data[i] - expected).max() < 1e-4, f"image {i} {sizes[i]} differs"
+        expected = presets.eval_transform(image, image_shape=image_shape, resize=40)
+        assert np.abs(data[i] - expected).max() < tolerance, f"image {i} {sizes[i]} differs"
         assert labels[i] == i % 3
