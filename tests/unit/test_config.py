@@ -215,7 +215,9 @@ def test_cross_field_checks(values, fragment):
     ],
 )
 def test_cross_field_checks_accept_boundaries(values):
-    parse_hyperparameters(values)
+    cfg = parse_hyperparameters(values)
+    for key, raw in values.items():
+        assert cfg.to_hyperparameters()[key] == raw
 
 
 def test_config_is_frozen():
