@@ -324,3 +324,22 @@ def test_bad_hyperparameters_fail_before_any_data_is_read(tree, run_job, changes
     _assert_client_failure(result, fragment)
     for untouched in ("scratch", "model", "checkpoints"):
         assert not (tree / untouched).exists(), untouched
+
+
+# --- nothing is lost ---------------------------------------------------------------------------
+
+
+def test_checkpoints_of_another_model_are_refused_and_kept(tree, run_job):
+    """A job pointed at the checkpoint folder of a different model fails without touching it,
+    and the model of the earlier run stays as it was."""
+    _assert_trained(run_job(tree))
+    saved = {p.name: p.read_bytes() for p in (tree / "checkpoints").iterdir()}
+    model = {p.name: p.read_bytes() for p in (tree / "model").iterdir()}
+    _set_hyperparameters(tree, num_layers="32", epochs="2")
+    result = run_job(tree)
+    assert result.code == 1
+    first = result.failure.splitlines()[0]
+    assert "holds checkpoints of a different model" in first
+    assert "'num_layers': 20" in first and "'num_layers': 32" in first
+    assert {p.name: p.read_bytes() for p in (tree / "checkpoints").iterdir()} == saved
+    assert {p.name: p.read_bytes() for p in (tree / "model").iterdir()} == model
