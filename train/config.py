@@ -335,13 +335,15 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> TrainConfig:
     values: dict[str, Any] = {}
     problems: list[str] = []
     ignored: list[str] = []
+    unknown: list[str] = []
     for key, raw_value in raw.items():
         if key.startswith(RESERVED_PREFIXES):
             ignored.append(key)
             continue
         spec = SPECS.get(key)
         if spec is None:
-            problems.append(f"unknown hyperparameter {key!r} (valid: {', '.join(sorted(SPECS))})")
+            problems.append(f"unknown hyperparameter {key!r}")
+            unknown.append(key)
             continue
         if raw_value is None or _strip(raw_value) in ("", "None", "none", "null"):
             continue
@@ -357,6 +359,8 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> TrainConfig:
             continue
         values[_field_name(key)] = value
     problems.extend(_cross_field_problems(values))
+    if unknown:  # once, last: SageMaker shows only the first 1,024 characters
+        problems.append(f"valid names: {', '.join(sorted(SPECS))}")
     if problems:
         raise ClientError("Invalid hyperparameters: " + "; ".join(problems))
     return TrainConfig(**values, ignored=tuple(ignored))

@@ -178,6 +178,17 @@ def test_several_problems_are_reported_at_once():
         assert part in message
 
 
+def test_every_problem_fits_in_sagemakers_1024_character_failure_reason():
+    raw = {"num_epochs": "3", "batch_size": "8", "lr": "0.1", "learning_rate": "5", "top_k": "1"}
+    with pytest.raises(ClientError) as info:
+        parse_hyperparameters(raw)
+    shown = ("Customer Error: " + str(info.value))[:1024]
+    for part in ("'num_epochs'", "'batch_size'", "'lr'", "learning_rate='5'", "top_k='1'"):
+        assert part in shown
+    assert shown.count("valid names: ") == 1
+    assert "epochs, eps, gamma" in shown  # the names to choose from, listed once
+
+
 @pytest.mark.parametrize(
     "key", ["sagemaker_program", "sagemaker_region", "_tuning_objective_metric"]
 )
