@@ -1,0 +1,263 @@
+"""``oic``: the command line of the cloud path (the argument parser and the dispatch, nothing else).
+
+Each sub-command lives in its own module: ``prepare`` (lists from class folders), ``images``
+(``push``), ``jobs`` (``train``, ``logs``), ``endpoints`` (``deploy``, ``predict``,
+``delete``) and ``local`` (SDK local mode). Errors print one message saying what to do, and
+exit 2 (fix something first) or 1 (a job ran and failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import boto3
+
+from cloud import endpoints, images, jobs, local, prepare
+from cloud.aws import Aws
+from cloud.errors import CliError, explain
+from cloud.settings import (
+    DEFAULT_PREFIX,
+    DEFAULT_TAG,
+    ENDPOINT_INSTANCE,
+    HYPERPARAMETERS_FILE,
+    REPOSITORY,
+    TRAIN_INSTANCE,
+)
+
+EPILOG = """workflow:
+  oic prepare data/            # train.lst / validation.lst / classes.json from class folders
+  oic push                     # docker build + push to ECR (repository created if missing)
+  oic train --data data/ --role arn:aws:iam::ACCOUNT:role/NAME
+  oic deploy --job-name JOB --role arn:aws:iam::ACCOUNT:role/NAME
+  oic predict --endpoint-name JOB cat.jpg
+  oic delete JOB
+  oic local --data data/       # the same training through the SageMaker SDK's local mode
+Every command takes --dry-run (print the requests, send nothing) and --help."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION / ~/.aws)")
+    common.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
+    common.add_argument(
+        "--dry-run", action="store_true", help="print the requests it would send, send nothing"
+    )
+    return common
+
+
+def _hyperparameters(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hyperparameters",
+        type=Path,
+        default=HYPERPARAMETERS_FILE,
+        help="JSON file of string hyperparameters, the one compose uses (default: %(default)s)",
+    )
+
+
+def _add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "prepare",
+        parents=[common],
+        help="make train/validation .lst files",
+        description=prepare.__doc__,
+    )
+    p.add_argument("data", type=Path, help="folder with one sub-folder of images per class")
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of each class held out (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the split (default: %(default)s)")
+    p.add_argument(
+        "--min-per-class",
+        type=int,
+        default=2,
+        help="fail when a class has fewer images (at least 2; default: %(default)s)",
+    )
+    p.set_defaults(run=lambda a, _aws: prepare.command(a))
+
+
+def _add_push(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "push",
+        parents=[common],
+        help="build the image and push it to ECR",
+        description=images.__doc__,
+    )
+    p.add_argument("--repository", default=REPOSITORY, help="ECR repository (default: %(default)s)")
+    p.add_argument("--tag", default=DEFAULT_TAG, help="image tag (default: %(default)s)")
+    p.add_argument("--dockerfile", default="Dockerfile.gpu", help="default: %(default)s")
+    p.add_argument("--context", default=".", help="docker build context (default: %(default)s)")
+    p.add_argument(
+        "--build-arg",
+        action="append",
+        metavar="NAME=VALUE",
+        help="passed to docker build (repeatable)",
+    )
+    p.add_argument("--no-build", action="store_true", help="push an image already built")
+    p.set_defaults(run=images.command)
+
+
+def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "train",
+        parents=[common],
+        help="upload data and run a training job",
+        description=jobs.__doc__,
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="output of `oic prepare`, or a folder of channel folders",
+    )
+    _hyperparameters(p)
+    p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
+    p.add_argument("--bucket", help="S3 bucket (default: $OIC_BUCKET or sagemaker-REGION-ACCOUNT)")
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)")
+    p.add_argument("--dataset", help="data set name under PREFIX/data/ (default: folder name)")
+    p.add_argument("--image", help="ECR image URI with tag (default: ACCOUNT's oic:TAG)")
+    p.add_argument(
+        "--tag", default=DEFAULT_TAG, help="tag of the default image (default: %(default)s)"
+    )
+    p.add_argument("--job-name", help="default: oic-YYYYmmdd-HHMMSS")
+    p.add_argument("--instance-type", default=TRAIN_INSTANCE, help="default: %(default)s")
+    p.add_argument(
+        "--instance-count",
+        type=int,
+        default=1,
+        help="hosts; more than 1 trains on MXNet's parameter server (set kv_store)",
+    )
+    p.add_argument("--volume-size", type=int, default=50, help="GB per host (default: 50)")
+    p.add_argument("--max-runtime", type=int, default=24 * 3600, help="seconds (default: 1 day)")
+    p.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints")
+    p.add_argument("--max-wait", type=int, help="spot: seconds incl. waiting (default: 2x runtime)")
+    p.add_argument(
+        "--checkpoint-uri",
+        help="S3 URI for checkpoints (default with --spot: OUTPUT/JOB/checkpoints)",
+    )
+    p.add_argument("--no-wait", action="store_true", help="start the job and return")
+    p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=jobs.command)
+
+
+def _add_logs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("logs", parents=[common], help="follow a training job to its end")
+    p.add_argument("job_name")
+    p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=jobs.logs_command)
+
+
+def _add_deploy(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "deploy",
+        parents=[common],
+        help="endpoint from a training job's model",
+        description=endpoints.__doc__,
+    )
+    p.add_argument("--job-name", required=True, help="a Completed training job")
+    p.add_argument("--endpoint-name", help="default: the job name")
+    p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
+    p.add_argument("--image", help="serving image (default: the job's training image)")
+    p.add_argument("--instance-type", default=ENDPOINT_INSTANCE, help="default: %(default)s")
+    p.add_argument("--instance-count", type=_positive, default=1, help="default: 1")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
+    p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=endpoints.deploy)
+
+
+def _add_predict(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("predict", parents=[common], help="classify image files on an endpoint")
+    p.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    p.add_argument("--endpoint-name", required=True)
+    p.add_argument("--top-k", type=_positive, default=3, help="classes to print (default: 3)")
+    p.add_argument(
+        "--classes",
+        type=Path,
+        help="classes.json/.txt, for endpoints that return only probabilities",
+    )
+    p.set_defaults(run=endpoints.predict)
+
+
+def _add_delete(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("delete", parents=[common], help="delete an endpoint, its config, model")
+    p.add_argument("endpoint_name")
+    p.add_argument("--keep-model", action="store_true", help="keep the SageMaker model")
+    p.set_defaults(run=endpoints.delete)
+
+
+def _add_local(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "local",
+        parents=[common],
+        help="train through the SDK's local mode",
+        description=local.__doc__,
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="output of `oic prepare`, or a folder of channel folders",
+    )
+    _hyperparameters(p)
+    p.add_argument("--image", help="local image tag (default: oic:cpu, or oic:gpu with --gpu)")
+    p.add_argument("--gpu", action="store_true", help="instance_type local_gpu")
+    p.add_argument("--instance-count", type=_positive, default=1, help="containers (default: 1)")
+    p.add_argument("--job-name", help="default: oic-local-YYYYmmdd-HHMMSS")
+    p.add_argument("--root", type=Path, help="working folder (default: output/local/JOB)")
+    p.set_defaults(run=lambda a, _aws: local.command(a))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``oic`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="oic",
+        description="Train and serve the image classifier on SageMaker (BYOC) from one CLI.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+    for add in (
+        _add_prepare,
+        _add_push,
+        _add_train,
+        _add_logs,
+        _add_deploy,
+        _add_predict,
+        _add_delete,
+        _add_local,
+    ):
+        add(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None, session: boto3.Session | None = None) -> int:
+    """Run ``oic``; ``session`` lets tests hand in a boto3 session (e.g. for an emulator)."""
+    args = build_parser().parse_args(argv)
+    try:
+        aws = Aws(session) if session else Aws.from_args(args.profile, args.region)
+        return args.run(args, aws)
+    except CliError as exc:
+        print(f"oic {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        known = explain(exc)
+        if known is None:
+            raise
+        print(f"oic {args.command}: error: {known}", file=sys.stderr)
+        return known.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""``oic train``: the CreateTrainingJob request, and waiting for the job while streaming its logs.
+
+The request is built by one pure function, :func:`training_job_request`, so that ``--dry-run``
+prints exactly what is sent and the tests assert it. It goes out through boto3; SDK v3's
+``ModelTrainer`` builds the same request (``cloud.local`` uses it for local mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.aws import Aws, check_bucket, check_role
+from cloud.errors import CliError, JobFailed
+from cloud.images import check_image_exists, parse_image, registry_host, resolve_image
+from cloud.s3sync import Channel, plan_channels, sync
+from cloud.settings import (
+    BUCKET_ENV,
+    CHECKPOINT_LOCAL_PATH,
+    REPOSITORY,
+    check_instance_type,
+    load_hyperparameters,
+    role_from_env,
+)
+from train.metric_lines import METRIC_DEFINITIONS
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TERMINAL = ("Completed", "Failed", "Stopped")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything that goes into one CreateTrainingJob request."""
+
+    name: str
+    image: str
+    role: str
+    bucket: str
+    channels: tuple[Channel, ...]
+    hyperparameters: dict[str, str]
+    output_path: str
+    instance_type: str
+    instance_count: int = 1
+    volume_gb: int = 50
+    max_runtime: int = 24 * 3600
+    spot: bool = False
+    max_wait: int | None = None
+    checkpoint_uri: str | None = None
+
+
+def _channel_config(channel: Channel, bucket: str) -> dict[str, Any]:
+    return {
+        "ChannelName": channel.name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{bucket}/{channel.prefix}",
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "ContentType": channel.content_type,
+        "CompressionType": "None",
+        "InputMode": "File",
+    }
+
+
+def _stopping_condition(spec: JobSpec) -> dict[str, int]:
+    condition = {"MaxRuntimeInSeconds": spec.max_runtime}
+    if spec.spot:
+        max_wait = spec.max_wait or 2 * spec.max_runtime
+        if max_wait <= spec.max_runtime:
+            raise CliError(
+                f"--max-wait ({max_wait} s) must be longer than --max-runtime "
+                f"({spec.max_runtime} s): it covers waiting for spot capacity plus the run"
+            )
+        condition["MaxWaitTimeInSeconds"] = max_wait
+    return condition
+
+
+def training_job_request(spec: JobSpec) -> dict[str, Any]:
+    """The exact CreateTrainingJob parameters for ``spec``."""
+    request: dict[str, Any] = {
+        "TrainingJobName": spec.name,
+        "AlgorithmSpecification": {
+            "TrainingImage": spec.image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+        },
+        "RoleArn": spec.role,
+        "HyperParameters": dict(spec.hyperparameters),
+        "InputDataConfig": [_channel_config(c, spec.bucket) for c in spec.channels],
+        "OutputDataConfig": {"S3OutputPath": spec.output_path},
+        "ResourceConfig": {
+            "InstanceType": spec.instance_type,
+            "InstanceCount": spec.instance_count,
+            "VolumeSizeInGB": spec.volume_gb,
+        },
+        "StoppingCondition": _stopping_condition(spec),
+        "EnableManagedSpotTraining": spec.spot,
+    }
+    if spec.spot or spec.checkpoint_uri:
+        uri = spec.checkpoint_uri or f"{spec.output_path.rstrip('/')}/{spec.name}/checkpoints"
+        request["CheckpointConfig"] = {"S3Uri": uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
+    return request
+
+
+class LogTail:
+    """Prints new CloudWatch log events of a training job's streams (one per host)."""
+
+    def __init__(self, logs: Any, job_name: str, out: Callable[[str], None] = print) -> None:
+        self.logs, self.job_name, self.out = logs, job_name, out
+        self.tokens: dict[str, str | None] = {}
+
+    def poll(self) -> None:
+        """Print every event logged since the last poll."""
+        try:
+            streams = self.logs.describe_log_streams(
+                logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job_name}/"
+            )["logStreams"]
+        except self.logs.exceptions.ResourceNotFoundException:
+            return  # the log group appears with the job's first log line
+        for stream in streams:
+            self._read(stream["logStreamName"], prefix=len(streams) > 1)
+
+    def _read(self, name: str, prefix: bool) -> None:
+        while True:
+            kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": name}
+            token = self.tokens.get(name)
+            kwargs.update({"nextToken": token} if token else {"startFromHead": True})
+            page = self.logs.get_log_events(**kwargs)
+            host = name.split("/")[-1].rsplit("-", 1)[0]
+            for event in page["events"]:
+                self.out(f"[{host}] {event['message']}" if prefix else event["message"])
+            self.tokens[name] = page.get("nextForwardToken")
+            if not page["events"] or page.get("nextForwardToken") == token:
+                return
+
+
+def wait(
+    sagemaker: Any,
+    tail: LogTail | None,
+    job_name: str,
+    poll: float,
+    out: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Wait for the job to end, streaming logs and status changes; return its description.
+
+    Raises:
+        JobFailed: the job ended Failed or Stopped (with its FailureReason).
+    """
+    last_status = None
+    while True:
+        job = sagemaker.describe_training_job(TrainingJobName=job_name)
+        status = (job["TrainingJobStatus"], job.get("SecondaryStatus"))
+        if status != last_status:
+            out(f"{job_name}: {status[0]} - {status[1] or ''}".rstrip(" -"))
+            last_status = status
+        if tail:
+            tail.poll()
+        if job["TrainingJobStatus"] in TERMINAL:
+            break
+        time.sleep(poll)
+    if job["TrainingJobStatus"] != "Completed":
+        reason = job.get("FailureReason") or "no reason given"
+        raise JobFailed(
+            f"training job {job_name} {job['TrainingJobStatus'].lower()}: {reason}\n"
+            f"Full logs: CloudWatch log group {LOG_GROUP}, streams {job_name}/*"
+        )
+    return job
+
+
+def describe(job: dict[str, Any]) -> str:
+    """Where the model of a completed job is, and how long it billed."""
+    lines = [f"model: {job['ModelArtifacts']['S3ModelArtifacts']}"]
+    if job.get("BillableTimeInSeconds"):
+        lines.append(f"billable time: {job['BillableTimeInSeconds']} s")
+    return "\n".join(lines)
+
+
+def job_name(given: str | None) -> str:
+    """``--job-name`` or ``oic-YYYYmmdd-HHMMSS`` (UTC)."""
+    name = given or time.strftime("oic-%Y%m%d-%H%M%S", time.gmtime())
+    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+        raise CliError(f"job name {name!r} must be 1-63 letters, digits and hyphens")
+    return name
+
+
+def _placeholders(aws: Aws, args: argparse.Namespace) -> tuple[str, str, str]:
+    """Role, bucket and image for ``--dry-run``, which sends nothing (so knows no account)."""
+    region = aws.session.region_name or "<region>"
+    role = args.role or role_from_env() or "arn:aws:iam::<account-id>:role/<--role>"
+    bucket = args.bucket or os.environ.get(BUCKET_ENV) or f"sagemaker-{region}-<account-id>"
+    image = (
+        parse_image(args.image).uri
+        if args.image
+        else f"{registry_host('<account-id>', region)}/{REPOSITORY}:{args.tag}"
+    )
+    return role, bucket, image
+
+
+def _resolve(aws: Aws, args: argparse.Namespace) -> tuple[str, str, str]:
+    """Role, bucket and image, each checked against AWS with a clear error."""
+    role = check_role(args.role or role_from_env())
+    bucket = (
+        args.bucket or os.environ.get(BUCKET_ENV) or f"sagemaker-{aws.region}-{aws.account_id()}"
+    )
+    check_bucket(aws.client("s3"), bucket, aws.region)
+    ref = resolve_image(aws, args.image, args.tag)
+    check_image_exists(aws.client("ecr"), ref)
+    return role, bucket, ref.uri
+
+
+def command(args: argparse.Namespace, aws: Aws) -> int:
+    """Run ``oic train``: validate locally, upload, create the job, wait and stream its logs."""
+    hyperparameters = load_hyperparameters(args.hyperparameters)
+    instance_type = check_instance_type(args.instance_type)
+    name = job_name(args.job_name)
+    dataset = args.dataset or args.data.resolve().name
+    channels = plan_channels(args.data, f"{args.prefix}/data/{dataset}")
+    role, bucket, image = (_placeholders if args.dry_run else _resolve)(aws, args)
+    spec = JobSpec(
+        name=name,
+        image=image,
+        role=role,
+        bucket=bucket,
+        channels=tuple(channels),
+        hyperparameters=hyperparameters,
+        output_path=f"s3://{bucket}/{args.prefix}/output",
+        instance_type=instance_type,
+        instance_count=args.instance_count,
+        volume_gb=args.volume_size,
+        max_runtime=args.max_runtime,
+        spot=args.spot,
+        max_wait=args.max_wait,
+        checkpoint_uri=args.checkpoint_uri,
+    )
+    request = training_job_request(spec)
+    if args.dry_run:
+        for channel in channels:
+            print(f"would upload {len(channel.uploads)} files to s3://{bucket}/{channel.prefix}")
+        print("CreateTrainingJob " + json.dumps(request, indent=2))
+        return 0
+    print(f"uploading {args.data} to s3://{bucket}/{args.prefix}/data/{dataset}/")
+    report = sync(aws.client("s3"), bucket, channels)
+    print(
+        f"uploaded {report.uploaded} files ({report.uploaded_bytes / 1e6:.1f} MB), "
+        f"skipped {report.skipped} already there"
+    )
+    aws.client("sagemaker").create_training_job(**request)
+    print(f"started training job {name} ({spec.instance_count} x {instance_type})")
+    if args.no_wait:
+        print(f"follow it with: oic logs {name}   (or the SageMaker console)")
+        return 0
+    tail = LogTail(aws.client("logs"), name)
+    print(describe(wait(aws.client("sagemaker"), tail, name, args.poll)))
+    print(f"next: oic deploy --job-name {name}")
+    return 0
+
+
+def logs_command(args: argparse.Namespace, aws: Aws) -> int:
+    """Run ``oic logs JOB``: stream a job's logs until it ends; exit 1 if it failed."""
+    if args.dry_run:
+        print(f"DescribeTrainingJob {json.dumps({'TrainingJobName': args.job_name})}")
+        return 0
+    tail = LogTail(aws.client("logs"), args.job_name)
+    print(describe(wait(aws.client("sagemaker"), tail, args.job_name, args.poll)))
+    return 0
