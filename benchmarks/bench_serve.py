@@ -1,6 +1,6 @@
 """Serving benchmark: the real stack on loopback against the bare model, in one run.
 
-    python benchmarks/bench_serve.py            # ~2 minutes on 2 cores; needs nginx and wrk
+    python benchmarks/bench_serve.py            # ~3 minutes on 2 cores; needs nginx and wrk
 
 Prints the bare model's cost (decode + preprocess, forward of one image, best batched
 throughput: the ceiling), then the server's latency (p50/p99 of one 224 px JPEG per request,
@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.serve_fixtures import ServerProcess, make_model_dir  # noqa: E402
 
+CONCURRENCY = (1, 4, 16)
 OVERHEAD_TARGET = 0.15
 THROUGHPUT_TARGET = 0.80
 LUA = """wrk.method = "POST"
@@ -78,7 +79,9 @@ def run_wrk(url: str, script: Path, jpeg: Path, connections: int, seconds: int) 
     out = subprocess.run(
         cmd, env={**os.environ, "BENCH_JPEG": str(jpeg)}, text=True, capture_output=True, check=True
     ).stdout
-    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    percentile = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if set(percentile) != {"50", "99"}:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     errors = int(non_2xx.group(1)) if non_2xx else 0
@@ -163,7 +166,8 @@ def ping_under_load(url: str, stop: threading.Event, latencies: list[float]) -> 
 def main(argv: list[str] | None = None) -> int:
     """Run the whole benchmark and print the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=15, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per concurrency")
     parser.add_argument("--layers", type=int, default=18)
     parser.add_argument("--size", type=int, default=224, help="model input and JPEG size")
     parser.add_argument("--repeats", type=int, default=40, help="bare-model timing repeats")
@@ -191,36 +195,63 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     jpeg = write_jpeg(jpeg_path, args.size)
     script = tmp / "post_jpeg.lua"
     script.write_text(LUA)
-
     print(
         f"ResNet-{args.layers} {args.size}x{args.size}, {os.cpu_count()} CPUs, "
-        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, JPEG {len(jpeg)} bytes"
+        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, JPEG {len(jpeg)} bytes, "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
-    bare = bare_model(tmp / "model", jpeg, args.repeats)
-    print("\n== bare model (no server) ==")
+    # Other processes can only slow a measurement down: every figure is the best of its
+    # rounds, and the bare model is measured before and after the server.
+    bare = [bare_model(tmp / "model", jpeg, args.repeats)]
+    results: dict[int, list[WrkResult]] = {c: [] for c in CONCURRENCY}
+    pings: list[float] = []
+    with ServerProcess(tmp, tmp / "server.log") as server:
+        server.wait_listening(timeout=120)
+        run_wrk(server.url, script, jpeg_path, 4, 3)  # warm-up: thread pool, batch shapes
+        for _ in range(args.rounds):
+            for c in CONCURRENCY:
+                results[c].append(measure(server.url, script, jpeg_path, c, args, pings))
+        code = server.stop()
+    bare.append(bare_model(tmp / "model", jpeg, args.repeats))
+    best_bare = {k: (min if k.endswith("_ms") else max)(b[k] for b in bare) for k in bare[0]}
+    best = [max(results[c], key=lambda r: r.requests_per_s) for c in CONCURRENCY]
+    report(best_bare, best, pings, code)
+    print(
+        f"\nload average at the end: {os.getloadavg()[0]:.2f} "
+        "(this benchmark alone keeps it near 2; more means other processes interfered)"
+    )
+    return 0
+
+
+def measure(
+    url: str,
+    script: Path,
+    jpeg: Path,
+    connections: int,
+    args: argparse.Namespace,
+    pings: list[float],
+) -> WrkResult:
+    """One wrk run; at the highest concurrency, /ping is timed meanwhile."""
+    if connections != max(CONCURRENCY):
+        return run_wrk(url, script, jpeg, connections, args.seconds)
+    stop = threading.Event()
+    pinger = threading.Thread(target=ping_under_load, args=(url, stop, pings))
+    pinger.start()
+    try:
+        return run_wrk(url, script, jpeg, connections, args.seconds)
+    finally:
+        stop.set()
+        pinger.join()
+
+
+def report(bare: dict[str, float], results: list[WrkResult], pings: list[float], code: int) -> None:
+    """Print the figures and the ratios against the targets."""
+    print("\n== bare model, no server (best of before and after the server runs) ==")
     print(f"decode + preprocess one image: {bare['decode_ms']:.2f} ms")
     print(f"forward one image:             {bare['forward_ms']:.2f} ms")
     rates = ", ".join(f"b{s}: {bare[f'batch{s}_img_s']:.1f}" for s in (1, 2, 4, 8, 16, 32))
     print(f"batched throughput (img/s):    {rates}  -> ceiling {bare['best_img_s']:.1f}")
-
-    with ServerProcess(tmp, tmp / "server.log") as server:
-        server.wait_listening(timeout=120)
-        run_wrk(server.url, script, jpeg_path, 4, 3)  # warm-up: thread pool, batch shapes
-        results = [run_wrk(server.url, script, jpeg_path, c, args.seconds) for c in (1, 4)]
-        stop, pings = threading.Event(), []
-        pinger = threading.Thread(target=ping_under_load, args=(server.url, stop, pings))
-        pinger.start()
-        results.append(run_wrk(server.url, script, jpeg_path, 16, args.seconds))
-        stop.set()
-        pinger.join()
-        code = server.stop()
-    report(bare, results, pings, code)
-    return 0
-
-
-def report(bare: dict[str, float], results: list[WrkResult], pings: list[float], code: int) -> None:
-    """Print the server figures and the ratios against the targets."""
-    print("\n== server: nginx -> gunicorn (gthread) -> Flask, micro-batching ==")
+    print("\n== server: nginx -> gunicorn (gthread) -> Flask, micro-batching (best round) ==")
     print("concurrency  req/s    p50 ms   p99 ms  errors")
     for r in results:
         print(
