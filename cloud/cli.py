@@ -25,6 +25,7 @@ from cloud.settings import (
     REPOSITORY,
     TRAIN_INSTANCE,
 )
+from train.errors import ClientError
 
 EPILOG = """workflow:
   oic prepare data/            # train.lst / validation.lst / classes.json from class folders
@@ -248,9 +249,9 @@ def main(argv: list[str] | None = None, session: boto3.Session | None = None) ->
     try:
         aws = Aws(session) if session else Aws.from_args(args.profile, args.region)
         return args.run(args, aws)
-    except CliError as exc:
+    except (CliError, ClientError) as exc:  # ClientError: the trainer's checks of the input
         print(f"oic {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return getattr(exc, "exit_code", 2)
     except Exception as exc:
         known = explain(exc)
         if known is None:

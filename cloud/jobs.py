@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.aws import Aws, check_bucket, check_role
@@ -34,6 +34,20 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
+def stopping_condition(spot: bool, max_runtime: int, max_wait: int | None = None) -> dict[str, int]:
+    """The StoppingCondition; spot jobs wait ``max_wait`` s in all (default twice the runtime)."""
+    condition = {"MaxRuntimeInSeconds": max_runtime}
+    if spot:
+        wait_time = max_wait or 2 * max_runtime
+        if wait_time <= max_runtime:
+            raise CliError(
+                f"--max-wait ({wait_time} s) must be longer than --max-runtime "
+                f"({max_runtime} s): it covers waiting for spot capacity plus the run"
+            )
+        condition["MaxWaitTimeInSeconds"] = wait_time
+    return condition
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """Everything that goes into one CreateTrainingJob request."""
@@ -48,9 +62,8 @@ class JobSpec:
     instance_type: str
     instance_count: int = 1
     volume_gb: int = 50
-    max_runtime: int = 24 * 3600
+    stopping: dict[str, int] = field(default_factory=lambda: stopping_condition(False, 86400))
     spot: bool = False
-    max_wait: int | None = None
     checkpoint_uri: str | None = None
 
 
@@ -68,19 +81,6 @@ def _channel_config(channel: Channel, bucket: str) -> dict[str, Any]:
         "CompressionType": "None",
         "InputMode": "File",
     }
-
-
-def _stopping_condition(spec: JobSpec) -> dict[str, int]:
-    condition = {"MaxRuntimeInSeconds": spec.max_runtime}
-    if spec.spot:
-        max_wait = spec.max_wait or 2 * spec.max_runtime
-        if max_wait <= spec.max_runtime:
-            raise CliError(
-                f"--max-wait ({max_wait} s) must be longer than --max-runtime "
-                f"({spec.max_runtime} s): it covers waiting for spot capacity plus the run"
-            )
-        condition["MaxWaitTimeInSeconds"] = max_wait
-    return condition
 
 
 def training_job_request(spec: JobSpec) -> dict[str, Any]:
@@ -101,7 +101,7 @@ def training_job_request(spec: JobSpec) -> dict[str, Any]:
             "InstanceCount": spec.instance_count,
             "VolumeSizeInGB": spec.volume_gb,
         },
-        "StoppingCondition": _stopping_condition(spec),
+        "StoppingCondition": dict(spec.stopping),
         "EnableManagedSpotTraining": spec.spot,
     }
     if spec.spot or spec.checkpoint_uri:
@@ -207,6 +207,8 @@ def _placeholders(aws: Aws, args: argparse.Namespace) -> tuple[str, str, str]:
 def _resolve(aws: Aws, args: argparse.Namespace) -> tuple[str, str, str]:
     """Role, bucket and image, each checked against AWS with a clear error."""
     role = check_role(args.role or role_from_env())
+    if args.image:
+        parse_image(args.image)  # a malformed URI or a missing tag fails before any request
     bucket = (
         args.bucket or os.environ.get(BUCKET_ENV) or f"sagemaker-{aws.region}-{aws.account_id()}"
     )
@@ -221,6 +223,7 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
     hyperparameters = load_hyperparameters(args.hyperparameters)
     instance_type = check_instance_type(args.instance_type)
     name = job_name(args.job_name)
+    stopping = stopping_condition(args.spot, args.max_runtime, args.max_wait)
     dataset = args.dataset or args.data.resolve().name
     channels = plan_channels(args.data, f"{args.prefix}/data/{dataset}")
     role, bucket, image = (_placeholders if args.dry_run else _resolve)(aws, args)
@@ -235,9 +238,8 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
         instance_type=instance_type,
         instance_count=args.instance_count,
         volume_gb=args.volume_size,
-        max_runtime=args.max_runtime,
+        stopping=stopping,
         spot=args.spot,
-        max_wait=args.max_wait,
         checkpoint_uri=args.checkpoint_uri,
     )
     request = training_job_request(spec)
