@@ -100,26 +100,43 @@ def plot_confusion_matrix(path: Path, matrix: np.ndarray, class_names: list[str]
     plt.close(fig)
 
 
+def _class_row(
+    name: str, true_positives: float, predicted: float, support: float
+) -> dict[str, Any]:
+    precision = true_positives / predicted if predicted else 0.0
+    recall = true_positives / support if support else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "class": name,
+        "precision": round(precision, 6),
+        "recall": round(recall, 6),
+        "f1": round(f1, 6),
+        "support": int(support),
+    }
+
+
 def per_class_report(matrix: np.ndarray, class_names: list[str]) -> list[dict[str, Any]]:
     """Precision, recall, F1 and support of every class, from the confusion matrix."""
-    rows = []
-    for k, name in enumerate(class_names):
-        tp = float(matrix[k, k])
-        predicted = float(matrix[:, k].sum())
-        support = float(matrix[k, :].sum())
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append(
-            {
-                "class": name,
-                "precision": round(precision, 6),
-                "recall": round(recall, 6),
-                "f1": round(f1, 6),
-                "support": int(support),
-            }
+    return [
+        _class_row(name, float(matrix[k, k]), float(matrix[:, k].sum()), float(matrix[k].sum()))
+        for k, name in enumerate(class_names)
+    ]
+
+
+def multi_label_report(
+    outputs: np.ndarray, labels: np.ndarray, class_names: list[str]
+) -> list[dict[str, Any]]:
+    """Per-class precision, recall and F1 of the independent decisions (logit > 0)."""
+    truth, predicted = labels > 0.5, outputs > 0
+    return [
+        _class_row(
+            name,
+            float((truth[:, k] & predicted[:, k]).sum()),
+            float(predicted[:, k].sum()),
+            float(truth[:, k].sum()),
         )
-    return rows
+        for k, name in enumerate(class_names)
+    ]
 
 
 def write_class_report(directory: Path, rows: list[dict[str, Any]]) -> None:
@@ -142,23 +159,7 @@ def write_validation_reports(
     """Confusion matrix picture and per-class report (single-label), or per-class report of
     the independent decisions (multi-label)."""
     if multi_label:
-        rows = []
-        for k, name in enumerate(class_names):
-            truth, pred = labels[:, k] > 0.5, outputs[:, k] > 0
-            tp = float((truth & pred).sum())
-            precision = tp / max(float(pred.sum()), 1)
-            recall = tp / max(float(truth.sum()), 1)
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append(
-                {
-                    "class": name,
-                    "precision": round(precision, 6),
-                    "recall": round(recall, 6),
-                    "f1": round(f1, 6),
-                    "support": int(truth.sum()),
-                }
-            )
-        write_class_report(directory, rows)
+        write_class_report(directory, multi_label_report(outputs, labels, class_names))
         return
     matrix = confusion_matrix(labels.reshape(-1), outputs.argmax(axis=1), len(class_names))
     plot_confusion_matrix(directory / CONFUSION_PNG, matrix, class_names)
