@@ -1,0 +1,1 @@
+"""The inference server: SageMaker's hosting contract over a trained model (``python -m serve``)."""

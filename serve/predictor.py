@@ -62,18 +62,21 @@ def resized_pixels(height: int, width: int, info: ModelInfo) -> int:
     return int(height * width * scale * scale)
 
 
-def preprocess(images: Sequence[np.ndarray], info: ModelInfo, *, max_pixels: int) -> np.ndarray:
+def preprocess(
+    images: Sequence[np.ndarray], info: ModelInfo, *, max_pixels: int, first_index: int = 0
+) -> np.ndarray:
     """Decoded ``HxWx3`` uint8 RGB images to the model's ``NxCxHxW`` float32 input.
 
     Raises:
-        ImageTooLarge: resizing an image (a thin strip, say) would exceed ``max_pixels``.
+        ImageTooLarge: resizing an image (a thin strip, say) would exceed ``max_pixels``; the
+            message numbers images from ``first_index``.
     """
     for index, image in enumerate(images):
         height, width = image.shape[:2]
         if resized_pixels(height, width, info) > max_pixels:
             raise ImageTooLarge(
-                f"image {index} ({width}x{height}) would exceed {max_pixels} pixels once its "
-                f"shorter side is resized; crop it to a less extreme aspect ratio"
+                f"image {first_index + index} ({width}x{height}) would exceed {max_pixels} "
+                "pixels once its shorter side is resized; crop it to a less extreme aspect ratio"
             )
     shape, resize = info.image_shape, info.resize
     return np.stack([eval_transform(image, image_shape=shape, resize=resize) for image in images])

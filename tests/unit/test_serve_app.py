@@ -294,3 +294,11 @@ def test_settings_are_read_from_the_environment_when_not_given(tmp_path, monkeyp
     settings = app.extensions[EXTENSION].settings
     assert settings == dataclasses.replace(settings_for(tmp_path), max_payload_mb=3)
     assert app.config["MAX_CONTENT_LENGTH"] == 3 * 1024 * 1024
+
+
+def test_large_batches_are_predicted_a_micro_batch_at_a_time(tmp_path, predictor) -> None:
+    client = create_app(settings_for(tmp_path, SERVE_MAX_BATCH_SIZE="16"), predictor)
+    images = np.zeros((40, 8, 8, 3), np.uint8)
+    response = post(client.test_client(), npy(images), ct.NPY)
+    assert len(response.get_json()) == 40
+    assert [len(b) for b in predictor.batches] == [16, 16, 8]
