@@ -259,8 +259,7 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
     if args.no_wait:
         print(f"follow it with: oic logs {name}   (or the SageMaker console)")
         return 0
-    tail = LogTail(aws.client("logs"), name)
-    print(describe(wait(aws.client("sagemaker"), tail, name, args.poll)))
+    follow(aws, name, args.poll)
     print(f"next: oic deploy --job-name {name}")
     return 0
 
@@ -270,6 +269,23 @@ def logs_command(args: argparse.Namespace, aws: Aws) -> int:
     if args.dry_run:
         print(f"DescribeTrainingJob {json.dumps({'TrainingJobName': args.job_name})}")
         return 0
-    tail = LogTail(aws.client("logs"), args.job_name)
-    print(describe(wait(aws.client("sagemaker"), tail, args.job_name, args.poll)))
+    follow(aws, args.job_name, args.poll)
     return 0
+
+
+def follow(aws: Aws, name: str, poll: float) -> None:
+    """Stream the job's logs until it ends and print where its model is.
+
+    Raises:
+        JobFailed: the job failed or was stopped, or following was interrupted (Ctrl-C), which
+            leaves the job running.
+    """
+    tail = LogTail(aws.client("logs"), name)
+    try:
+        print(describe(wait(aws.client("sagemaker"), tail, name, poll)))
+    except KeyboardInterrupt:
+        raise JobFailed(
+            f"stopped following; training job {name} keeps running. Follow it again with "
+            f"`oic logs {name}`, or stop it with "
+            f"`aws sagemaker stop-training-job --training-job-name {name}`"
+        ) from None
