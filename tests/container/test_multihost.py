@@ -8,6 +8,7 @@ batch is the same, so the validation accuracies must agree within a small tolera
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def channels(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(
-    cpu_image, channels, tmp_path
+    cpu_image, channels, tmp_path, capfd
 ) -> None:
     one = train_local(
         cpu_image, channels, {**HYPERPARAMETERS, "mini_batch_size": "32"}, tmp_path / "one-host"
@@ -58,6 +59,12 @@ def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(
         tmp_path / "two-hosts",
         instance_count=2,
     )
+    log = capfd.readouterr().out  # the SDK copies the containers' output (compose-prefixed)
+    # The parameter server really ran: a scheduler on algo-1, a server on each host.
+    assert re.search(r"algo-1.*parameter-server scheduler", log), log[-6000:]
+    assert re.search(r"algo-1.*parameter-server server", log), log[-6000:]
+    assert re.search(r"algo-2.*parameter-server server", log), log[-6000:]
+    assert not re.search(r"algo-2.*parameter-server scheduler", log)
     single, distributed = final_validation_accuracy(one), final_validation_accuracy(two)
     assert single > 1 / NUM_CLASSES + 0.2, single  # it learned something
     assert distributed == pytest.approx(single, abs=TOLERANCE), (single, distributed)
