@@ -21,7 +21,7 @@ import numpy as np
 from serve.batching import MicroBatcher
 from train import artifacts
 from train.images import ImageTooLarge
-from train.presets import eval_transform
+from train.presets import default_resize, eval_transform
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,24 @@ def model_labels(classes: Sequence[str] | None, num_outputs: int) -> tuple[str, 
     return tuple(classes)
 
 
+def serving_resize(files: artifacts.ModelFiles) -> int:
+    """The shorter-side resize before the centre crop.
+
+    This product's trainer always records the one it used. A model without it (the built-in
+    algorithm's) gets the ImageNet convention (256 for 224), as the built-in's own validation
+    did; the built-in's endpoint instead squeezes the whole image, distorting it.
+    """
+    if files.resize is not None:
+        return files.resize
+    resize = default_resize(*files.image_shape[1:])
+    logger.info(
+        "%s records no resize (a built-in algorithm model?): resizing the shorter side to %d",
+        artifacts.HYPERPARAMETERS_FILE,
+        resize,
+    )
+    return resize
+
+
 def inference_context() -> Any:
     """``mx.gpu(i)`` when a GPU is visible (workers spread over GPUs), else ``mx.cpu()``."""
     import mxnet as mx
@@ -153,7 +171,7 @@ class MXNetPredictor:
         warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
         info = ModelInfo(
             image_shape=files.image_shape,
-            resize=files.resize,
+            resize=serving_resize(files),
             labels=model_labels(files.classes, warm_up.shape[-1]),
             multi_label=files.multi_label,
         )
