@@ -176,12 +176,23 @@ def predict(args: argparse.Namespace, aws: Aws) -> int:
                 f"InvokeEndpoint {json.dumps(request)} Body=<{path}, {path.stat().st_size} bytes>"
             )
             continue
-        response = runtime.invoke_endpoint(Body=path.read_bytes(), **request)
-        body = json.loads(response["Body"].read())
+        body = _invoke(runtime, path, request)
         print(path)
         for line in format_prediction(body, classes, args.top_k):
             print(f"  {line}")
     return 0
+
+
+def _invoke(runtime: Any, path: Path, request: dict[str, str]) -> Any:
+    """InvokeEndpoint with the file's bytes; the model's error becomes a :class:`CliError`."""
+    try:
+        response = runtime.invoke_endpoint(Body=path.read_bytes(), **request)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ModelError":
+            raise
+        message = exc.response["Error"].get("Message")
+        raise CliError(f"the endpoint refused {path}: {message}") from None
+    return json.loads(response["Body"].read())
 
 
 def delete(args: argparse.Namespace, aws: Aws) -> int:

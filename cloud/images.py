@@ -30,15 +30,24 @@ ECR_URI = re.compile(
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An ECR image: registry host, repository and tag."""
+    """An ECR image: registry host, repository, and a tag or a ``sha256:`` digest."""
 
     registry: str
     repository: str
     tag: str
 
     @property
+    def is_digest(self) -> bool:
+        return self.tag.startswith("sha256:")
+
+    @property
     def uri(self) -> str:
-        return f"{self.registry}/{self.repository}:{self.tag}"
+        return f"{self.registry}/{self.repository}{'@' if self.is_digest else ':'}{self.tag}"
+
+    @property
+    def image_id(self) -> dict[str, str]:
+        """The ECR ``imageIds`` entry."""
+        return {"imageDigest" if self.is_digest else "imageTag": self.tag}
 
 
 def registry_host(account: str, region: str) -> str:
@@ -48,7 +57,7 @@ def registry_host(account: str, region: str) -> str:
 
 
 def parse_image(uri: str) -> ImageRef:
-    """Parse an ECR image URI that names a tag.
+    """Parse an ECR image URI that names a tag (or a digest).
 
     Raises:
         CliError: not an ECR URI, or no tag.
@@ -59,12 +68,12 @@ def parse_image(uri: str) -> ImageRef:
             f"--image {uri!r} is not an ECR image URI "
             "(ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG): SageMaker pulls only from ECR"
         )
-    if not match["tag"]:
+    if not (match["tag"] or match["digest"]):
         raise CliError(
             f"--image {uri!r} has no tag: name one (e.g. {uri}:{DEFAULT_TAG}), the one you gave "
             "`oic push --tag`"
         )
-    return ImageRef(match["registry"], match["repo"], match["tag"])
+    return ImageRef(match["registry"], match["repo"], match["tag"] or match["digest"])
 
 
 def resolve_image(aws: Aws, image: str | None, tag: str) -> ImageRef:
@@ -77,7 +86,7 @@ def resolve_image(aws: Aws, image: str | None, tag: str) -> ImageRef:
 def check_image_exists(ecr: Any, ref: ImageRef) -> None:
     """Fail clearly when the tag is not in the ECR repository."""
     try:
-        ecr.describe_images(repositoryName=ref.repository, imageIds=[{"imageTag": ref.tag}])
+        ecr.describe_images(repositoryName=ref.repository, imageIds=[ref.image_id])
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("ImageNotFoundException", "RepositoryNotFoundException"):

@@ -14,12 +14,16 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud.errors import CliError, JobFailed
 from cloud.prepare import TRAIN_LST, VALIDATION_LST
 from cloud.s3sync import CHANNELS
 from cloud.settings import load_hyperparameters
 from train.artifacts import CLASSES_FILE
+
+if TYPE_CHECKING:
+    from sagemaker.train import ModelTrainer
 
 PLACEHOLDER_ROLE = "arn:aws:iam::111111111111:role/local-mode-needs-no-role"
 
@@ -71,7 +75,7 @@ def make_trainer(
     count: int,
     root: Path,
     name: str,
-):  # noqa: ANN201 - SDK type imported lazily
+) -> ModelTrainer:
     """The SDK v3 ``ModelTrainer`` for a local run (imported here: the SDK is slow to import)."""
     from sagemaker.core.training.configs import Compute
     from sagemaker.train import ModelTrainer
