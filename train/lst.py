@@ -67,9 +67,12 @@ def parse_line(line: str, where: str, *, multi_label: bool, num_classes: int | N
             f"{'one 0/1 column per class' if multi_label else 'label'}, path), found {len(parts)}"
         )
     try:
-        index = int(float(parts[0]))
+        index_value = float(parts[0])
     except ValueError:
         raise ClientError(f"{where}: index {parts[0]!r} is not a number") from None
+    if not index_value.is_integer() or index_value < 0:
+        raise ClientError(f"{where}: index {parts[0]!r} must be a whole number >= 0")
+    index = int(index_value)
     labels = tuple(_parse_label(t, where) for t in parts[1:-1])
     if multi_label and any(v > 1 for v in labels):
         raise ClientError(f"{where}: multi-label columns must be 0 or 1")

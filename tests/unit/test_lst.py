@@ -59,6 +59,7 @@ def test_multi_label_values_must_be_zero_or_one(tmp_path):
         ("3\t1.5\ta.jpg", "label '1.5' must be a whole number"),
         ("3\t-1\ta.jpg", "label '-1' must be a whole number"),
         ("x\t1\ta.jpg", "index 'x' is not a number"),
+        ("1.5\t1\ta.jpg", "index '1.5' must be a whole number"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path, line, fragment):
