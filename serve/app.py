@@ -16,7 +16,7 @@ import numpy as np
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from serve import negotiation
+from serve import negotiation, proxy
 from serve.codecs import DECODERS, ENCODERS
 from serve.errors import BadRequest, Overloaded, PayloadTooLarge, ServeError
 from serve.model_slot import ModelSlot
@@ -53,13 +53,7 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     if predictor is not None:
         slot = ModelSlot.holding(predictor)
     else:
-        loader = functools.partial(
-            MXNetPredictor.load,
-            settings.model_dir,
-            max_batch=settings.max_batch_size,
-            max_wait_s=settings.batch_wait_ms / 1000,
-            timeout=settings.timeout,
-        )
+        loader = functools.partial(_load_model, settings)
         slot = ModelSlot(loader, retry_interval_s=settings.reload_interval_s)
         slot.start_loading()
     app.extensions[EXTENSION] = ServeState(settings, slot)
@@ -70,6 +64,18 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
     return app
+
+
+def _load_model(settings: Settings) -> Predictor:
+    """Load the model of ``settings.model_dir``; tell nginx it is loaded."""
+    predictor = MXNetPredictor.load(
+        settings.model_dir,
+        max_batch=settings.max_batch_size,
+        max_wait_s=settings.batch_wait_ms / 1000,
+        timeout=settings.timeout,
+    )
+    proxy.mark_ready(settings.state_dir)
+    return predictor
 
 
 def ping() -> Response:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from serve.settings import Settings
 
+# Created in the state folder once a worker has loaded its model; nginx answers /ping from it
+# when gunicorn is too busy to answer in time.
+READY_MARKER = "model-ready"
 # Overrides where the template is read from (the default is the repository's container/).
 TEMPLATE_ENV = "SERVE_NGINX_TEMPLATE"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
@@ -58,8 +61,15 @@ def nginx_conf(settings: Settings, *, socket: Path, state_dir: Path) -> str:
         "PORT": str(settings.port),
         "SOCKET": str(socket),
         "STATE_DIR": str(state_dir),
+        "READY_MARKER": READY_MARKER,
         "MAX_BODY_MB": str(settings.max_payload_mb),
         # A little more than gunicorn's, so that gunicorn's own timeout answers first.
         "TIMEOUT": str(settings.timeout + 5),
     }
     return render(template_path().read_text(), values)
+
+
+def mark_ready(state_dir: Path | None) -> None:
+    """Create the readiness marker (no-op without a state folder, i.e. without nginx)."""
+    if state_dir is not None:
+        (state_dir / READY_MARKER).touch()

@@ -19,6 +19,8 @@ from train.images import DEFAULT_MAX_PIXELS
 from train.paths import Paths
 
 MIB = 1024 * 1024
+# Set by the supervisor for its children (not by users).
+STATE_DIR_ENV = "SERVE_STATE_DIR"
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
 
 
@@ -187,6 +189,14 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         "none: gunicorn listens on the port itself",
     ),
     EnvVar("log_level", ("SERVE_LOG_LEVEL",), "info", str.lower, "log level of the server"),
+    EnvVar(
+        "state_dir",
+        (STATE_DIR_ENV,),
+        None,
+        Path,
+        "set by `python -m serve` for its children: nginx's folder, where a worker marks that "
+        "its model is loaded (nginx's /ping fallback)",
+    ),
 )
 
 
@@ -215,6 +225,7 @@ class Settings:
     reload_interval_s: float
     proxy: str
     log_level: str
+    state_dir: Path | None
 
     @property
     def max_body_bytes(self) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serve import proxy
-from serve.settings import Settings
+from serve.settings import STATE_DIR_ENV, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def start_children(settings: Settings, state_dir: Path) -> list[Child]:
         bind = f"{settings.host}:{settings.port}"
         gunicorn = subprocess.Popen(gunicorn_command(bind), env=env)
         return [Child("gunicorn", gunicorn, signal.SIGTERM)]
+    env[STATE_DIR_ENV] = str(state_dir)  # where workers mark their model loaded
     socket = state_dir / "gunicorn.sock"
     conf = state_dir / "nginx.conf"
     conf.write_text(proxy.nginx_conf(settings, socket=socket, state_dir=state_dir))

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,8 @@ import pytest
 import requests
 
 from serve import content_types as ct
+from serve import proxy
+from serve.settings import Settings
 from tests.conftest import png_bomb
 from tests.datagen import make_image
 from tests.serve_fixtures import ServerProcess, make_model_dir
@@ -162,6 +165,31 @@ def test_ping_answers_within_2s_while_inference_is_saturated(server) -> None:
     assert max(pings) < 2.0
 
 
+def gunicorn_workers(server_pid: int) -> list[int]:
+    (master,) = [
+        pid
+        for pid in children_of(server_pid)
+        if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
+    return children_of(master)
+
+
+def test_ping_is_answered_by_nginx_when_every_worker_is_stuck(server) -> None:
+    workers = gunicorn_workers(server.process.pid)
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)  # as busy as a worker can be
+    try:
+        start = time.monotonic()
+        response = requests.get(f"{server.url}/ping", timeout=5)
+        assert response.status_code == 200
+        assert 0.9 < time.monotonic() - start < 2.0
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+
+
 def test_stalled_slow_clients_do_not_block_the_server(server) -> None:
     # More stalled uploads than gunicorn has threads (2 workers x 8): nginx holds them all.
     stalled = []
@@ -233,6 +261,13 @@ def test_missing_model_starts_503_names_the_file_then_picks_up_the_model(tmp_pat
             "is missing: image-classification-symbol.json, model-shapes.json, "
             "image-classification-NNNN.params" in proc.log()
         )
+        for pid in gunicorn_workers(proc.process.pid):  # a stuck worker without a model: 503
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            assert requests.get(f"{proc.url}/ping", timeout=5).status_code == 503
+        finally:
+            for pid in gunicorn_workers(proc.process.pid):
+                os.kill(pid, signal.SIGCONT)
         make_model_dir(tmp_path / "model")  # training finishes after the server started
         deadline = time.monotonic() + 60
         while requests.get(f"{proc.url}/ping", timeout=2).status_code != 200:
@@ -252,3 +287,16 @@ def test_without_nginx_gunicorn_serves_the_port_itself(model_base, tmp_path) -> 
         assert response.status_code == 200 and len(response.json()) == 3
         assert "gunicorn faces clients directly" in proc.log() or "nginx" not in proc.log()
         json.dumps(response.json())
+
+
+def test_rendered_nginx_conf_passes_nginx_t(tmp_path) -> None:
+    require_nginx()
+    settings = Settings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(proxy.nginx_conf(settings, socket=tmp_path / "g.sock", state_dir=tmp_path))
+    check = subprocess.run(
+        [proxy.nginx_binary(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
