@@ -99,3 +99,45 @@ def test_compose_cpu_profile_trains_on_sample_data_and_serves(cpu_image, tmp_pat
             [*compose, "down", "-v", "--timeout", "30"], timeout=300, cwd=REPO, env=env, check=False
         )
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+def _config(*profile: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OIC_", "COMPOSE_"))}
+    cmd = ["docker", "compose", *profile, "config", "--format", "json"]
+    return json.loads(sh(cmd, timeout=60, cwd=REPO, env=env).stdout)["services"]
+
+
+def _reserves_gpu(service: dict) -> bool:
+    devices = service.get("deploy", {}).get("resources", {}).get("reservations", {})
+    return any(d.get("driver") == "nvidia" for d in devices.get("devices", []))
+
+
+def test_compose_default_is_the_gpu_pipeline_and_cpu_profile_needs_no_gpu(docker_engine):
+    """The GPU path cannot run here, so check its configuration: `up` without a profile means
+    the GPU services (via .env's COMPOSE_PROFILES), and `--profile cpu` creates none of them."""
+    default = _config()
+    assert sorted(default) == ["sample-data", "serve", "train"]
+    assert _reserves_gpu(default["train"]) and _reserves_gpu(default["serve"])
+    assert default["train"]["image"] == "oic:gpu"
+    assert "MXNET_PACKAGE" not in default["train"]["build"].get("args", {})
+
+    cpu = _config("--profile", "cpu")
+    assert sorted(cpu) == ["sample-data-cpu", "serve-cpu", "train-cpu"]
+    assert not any(_reserves_gpu(service) for service in cpu.values())
+    assert cpu["train-cpu"]["build"]["args"]["MXNET_PACKAGE"] == "mxnet"
+    for services in (default, cpu):
+        train = next(s for name, s in services.items() if name.startswith("train"))
+        serve = next(s for name, s in services.items() if name.startswith("serve"))
+        targets = {v["target"] for v in train["volumes"]}
+        assert {
+            "/opt/ml/input/data",
+            "/opt/ml/input/config/hyperparameters.json",
+            "/opt/ml/model",
+            "/opt/ml/output",
+            "/opt/ml/checkpoints",
+        } <= targets
+        assert list(serve["depends_on"].values())[0]["condition"] == (
+            "service_completed_successfully"
+        )
+        assert serve["ports"][0]["host_ip"] == "127.0.0.1"
+        assert serve["ports"][0]["target"] == 8080

@@ -65,3 +65,20 @@ def test_serve_with_an_empty_model_dir_stays_up_and_pings_503(cpu_image, tmp_pat
         assert server.running()
         log = server.logs()
     assert "image-classification-symbol.json" in log, log[-4000:]
+
+
+def test_train_and_serve_as_a_non_root_user(cpu_image, tmp_path):
+    """compose's OIC_UID/OIC_GID: the whole pipeline works as an ordinary user (uid 1000)."""
+    import os
+
+    from tests.container.conftest import SMALL_HYPERPARAMETERS, train_in_container
+    from tests.datagen import make_sagemaker_tree
+
+    base = make_sagemaker_tree(tmp_path / "opt_ml", hyperparameters=SMALL_HYPERPARAMETERS)
+    for path in [base, *base.rglob("*")]:
+        os.chmod(path, 0o777 if path.is_dir() else 0o666)  # as if the user owned the folders
+    as_user = ("--user", "1000:1000")
+    result = train_in_container(cpu_image, base, extra=as_user)
+    assert result.code == 0, result.log[-8000:]
+    assert all(p.stat().st_uid == 1000 for p in (base / "model").iterdir())
+    serve_and_predict(cpu_image, base / "model", num_classes=3, extra=as_user)
