@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+from pathlib import Path
 
 from train.errors import ClientError
 
@@ -55,6 +57,35 @@ def check_supported(capabilities: list[tuple[int, int]]) -> None:
             f"unsupported GPU ({'; '.join(bad)}): MXNet 1.9.1 runs only on {SUPPORTED_GPUS}. "
             f"Not on Kepler (K80, ml.p2) nor Hopper or newer (H100/H200, ml.p5)."
         )
+
+
+def physical_cores() -> int:
+    """Cores (not hyperthreads) this process may run on, from the kernel's CPU topology."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return len(cpus) or os.cpu_count() or 1
+        cores.add((package, core))
+    return len(cores) or os.cpu_count() or 1
+
+
+def configure_cpu_threads() -> None:
+    """Give MXNet one compute thread per physical core; call before MXNet is imported.
+
+    Without OMP_NUM_THREADS, MXNet 1.9.1 on x86 uses half of the logical CPUs, assuming two
+    hyperthreads per core. That is the core count on a hyperthreaded host, but on a VM that
+    exposes one thread per core (2 vCPUs: 1 compute thread) it leaves half the machine idle and
+    halves CPU training speed. A value the user set (OMP_NUM_THREADS or MXNET_OMP_MAX_THREADS)
+    is kept.
+    """
+    if "OMP_NUM_THREADS" in os.environ or "MXNET_OMP_MAX_THREADS" in os.environ:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(physical_cores())
 
 
 def training_contexts(precision_dtype: str) -> list:

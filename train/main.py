@@ -16,7 +16,7 @@ import sys
 import threading
 import traceback
 
-from train import artifacts
+from train import artifacts, devices
 from train.config import SPECS, load_hyperparameters, log_config
 from train.errors import ClientError, TrainingInterrupted
 from train.paths import Paths
@@ -78,6 +78,7 @@ def run(argv: list[str] | None = None) -> int:
         stale.unlink(missing_ok=True)
     stop = threading.Event()
     install_stop_handler(stop)
+    devices.configure_cpu_threads()  # before MXNet is imported
     try:
         from train.loop import train_job
 
