@@ -1,7 +1,8 @@
 """``oic prepare``: train/validation ``.lst`` files from class sub-folders, like im2rec.
 
 Labels are the sorted folder indices (``im2rec --list --recursive``), the split is random with a
-seed and stratified per class, and every class must keep at least one image on each side.
+seed and stratified per class, every class must keep at least one image on each side, and the
+training list is shuffled (as im2rec does), so that each host of a multi-host job sees all classes.
 Writes ``train.lst``, ``validation.lst`` and ``classes.json`` (the trainer reads class names
 from it) into the data folder, beside the class folders, and prints the per-class counts.
 """
@@ -9,6 +10,7 @@ from it) into the data folder, beside the class folders, and prints the per-clas
 from __future__ import annotations
 
 import argparse
+import random
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +61,23 @@ def scan(data: Path, min_per_class: int) -> tuple[list[Entry], list[str]]:
     return entries, classes
 
 
+def shuffled(entries: list[Entry], seed: int) -> list[Entry]:
+    """The entries in a seeded random order, as ``im2rec --list`` writes them.
+
+    Record files are packed in list order and multi-host training gives each host a contiguous
+    part of them: a list sorted by class would give each host only some of the classes.
+    """
+    out = list(entries)
+    random.Random(seed).shuffle(out)
+    return out
+
+
 def prepare(data: Path, fraction: float, seed: int, min_per_class: int) -> Prepared:
     """Split the class folders of ``data`` and write the lists and class names beside them."""
     entries, classes = scan(data, min_per_class)
     train, validation = split_entries(entries, fraction, seed)
     out = data
-    write_lst(out / TRAIN_LST, train)
+    write_lst(out / TRAIN_LST, shuffled(train, seed))
     write_lst(out / VALIDATION_LST, validation)
     atomic_write_json(out / CLASSES_FILE, classes_document(classes, multi_label=False))
     return Prepared(classes, train, validation, out)

@@ -32,6 +32,15 @@ def test_prepare_splits_each_class_and_reports_counts(tmp_path: Path, capsys) ->
     assert '"classes": [\n    "class_0"' in (data / "classes.json").read_text()
 
 
+def test_the_training_list_is_shuffled_so_every_host_part_has_every_class(tmp_path: Path) -> None:
+    data = tmp_path / "pets"
+    make_class_folders(data, num_classes=3, per_class=20)
+    main(["prepare", str(data)])
+    labels = [int(float(r[1])) for r in _lines(data / "train.lst")]
+    half = len(labels) // 2
+    assert set(labels[:half]) == set(labels[half:]) == {0, 1, 2}
+
+
 def test_prepare_is_repeatable_with_a_seed(tmp_path: Path) -> None:
     data = tmp_path / "pets"
     make_class_folders(data, num_classes=2, per_class=10)

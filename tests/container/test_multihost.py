@@ -23,11 +23,13 @@ from tests.container.test_sdk_local_mode import (  # noqa: F401 - sdk_offline is
 
 pytestmark = pytest.mark.usefixtures("sdk_offline")
 
+TRAIN_PER_CLASS = 48  # 144 images: 4-5 steps of 32 per epoch
+
 TOLERANCE = 0.1  # 24 validation images: one image is 0.042
 HYPERPARAMETERS = {
     **SMALL_HYPERPARAMETERS,
     "num_classes": str(NUM_CLASSES),
-    "epochs": "3",
+    "epochs": "6",
     "seed": "1",
 }
 
@@ -42,7 +44,9 @@ def final_validation_accuracy(root: Path) -> float:
 @pytest.fixture(scope="module")
 def channels(tmp_path_factory) -> dict[str, Path]:
     return generated_channels(
-        tmp_path_factory.mktemp("multihost") / "data", train_per_class=32, val_per_class=8
+        tmp_path_factory.mktemp("multihost") / "data",
+        train_per_class=TRAIN_PER_CLASS,
+        val_per_class=8,
     )
 
 
