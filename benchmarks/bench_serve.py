@@ -17,6 +17,7 @@ The model is ResNet-18 at 3x224x224 with random weights (times are the same as t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -183,7 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=18)
     parser.add_argument("--size", type=int, default=224, help="model input and JPEG size")
     parser.add_argument("--repeats", type=int, default=30, help="bare-model timing repeats")
+    parser.add_argument(
+        "--bare-json",
+        nargs=2,
+        metavar=("MODEL_DIR", "JPEG"),
+        help="only measure the bare model and print JSON (used internally)",
+    )
     args = parser.parse_args(argv)
+    if args.bare_json:
+        model_dir, jpeg = map(Path, args.bare_json)
+        print(json.dumps(BareModel(model_dir, jpeg.read_bytes()).measure(args.repeats)))
+        return 0
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool, path=os.environ["PATH"] + ":/usr/sbin"):
             sys.exit(f"{tool} is not installed: apt-get install -y {tool}")
@@ -233,7 +244,56 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         f"{overload.requests_per_s:.1f} req/s, p50 {overload.p50_ms:.0f} ms, /ping max "
         f"{max(overload_pings):.0f} ms, median {statistics.median(overload_pings):.0f} ms"
     )
+    fixed_cost(tmp, jpeg_path, script, args, rounds)
     return 0
+
+
+def bare_in_subprocess(
+    model_dir: Path, jpeg: Path, repeats: int, env: dict[str, str]
+) -> dict[str, float]:
+    """:meth:`BareModel.measure` in a fresh process with ``env`` (MXNet reads its thread
+    count once, at import)."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--bare-json",
+        str(model_dir),
+        str(jpeg),
+        "--repeats",
+        str(repeats),
+    ]
+    out = subprocess.run(
+        cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def fixed_cost(
+    tmp: Path, jpeg_path: Path, script: Path, args: argparse.Namespace, rounds: list[Round]
+) -> None:
+    """The server's own time per request, measured with a nearly free model.
+
+    ResNet-20 at 32x32 with one MXNet thread: its forward pass takes about a millisecond and
+    does not suffer when other processes take a core (a two-thread OpenMP forward pass does,
+    badly), so server p50 minus bare decode + forward is the server's own cost.
+    """
+    make_model_dir(tmp / "tiny" / "model", num_layers=20, image_shape=(3, 32, 32), resize=36)
+    costs = []
+    env = {"OMP_NUM_THREADS": "1"}
+    with ServerProcess(tmp / "tiny", tmp / "tiny.log", env) as server:
+        server.wait_listening(timeout=120)
+        run_wrk(server.url, script, jpeg_path, 1, 2)
+        for _ in range(args.rounds):
+            measured = bare_in_subprocess(tmp / "tiny" / "model", jpeg_path, args.repeats, env)
+            served = run_wrk(server.url, script, jpeg_path, 1, max(3, args.seconds // 2))
+            costs.append(served.p50_ms - measured["decode_ms"] - measured["forward_ms"])
+    cost = statistics.median(costs)
+    bare_single = min(r.bare["decode_ms"] + r.bare["forward_ms"] for r in rounds)
+    print(
+        f"server's own cost per request (tiny model, median of {len(costs)} rounds): "
+        f"{cost:.2f} ms = {cost / bare_single:.1%} of ResNet-{args.layers}'s bare "
+        f"decode + forward ({bare_single:.2f} ms)"
+    )
 
 
 @dataclass(frozen=True)
