@@ -49,7 +49,10 @@ def save(directory: Path, state: LoopState, net, trainer, *, improved: bool) -> 
     """Write the state of a completed epoch; remove the previous epoch's files."""
     epoch = state.epoch
     artifacts.atomic_write(directory / _net_file(epoch), lambda p: net.save_parameters(str(p)))
-    artifacts.atomic_write(directory / _trainer_file(epoch), lambda p: trainer.save_states(str(p)))
+    if trainer is not None:  # None: the optimizer lives on the parameter servers (dist_async)
+        artifacts.atomic_write(
+            directory / _trainer_file(epoch), lambda p: trainer.save_states(str(p))
+        )
     if improved:
         artifacts.atomic_write(directory / BEST_FILE, lambda p: net.save_parameters(str(p)))
     artifacts.atomic_write_json(directory / STATE_FILE, asdict(state))
@@ -81,7 +84,8 @@ def load(directory: Path, fingerprint: dict[str, Any]) -> LoopState | None:
 def restore(directory: Path, state: LoopState, net, trainer, ctx: list) -> None:
     """Load the network and optimizer state saved for ``state.epoch``."""
     net.load_parameters(str(directory / _net_file(state.epoch)), ctx=ctx)
-    trainer.load_states(str(directory / _trainer_file(state.epoch)))
+    if trainer is not None:
+        trainer.load_states(str(directory / _trainer_file(state.epoch)))
     logger.info(
         "Resuming from checkpoint: %d epoch(s) done, best validation accuracy %.6f",
         state.epoch,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,8 +186,13 @@ def _pack(
     _, height, width = cfg.image_shape
     resize = cfg.resize or presets.default_resize(height, width)
     settings = records.PackSettings(resize, lossless, (height, width), cfg.max_image_pixels)
+    entries = list(source.entries or [])
+    if not lossless:
+        # Records in random order (im2rec shuffles too): lists are usually sorted by class, and
+        # each multi-host worker reads a contiguous part of the file.
+        random.Random(cfg.seed).shuffle(entries)
     return records.pack(
-        source.entries or [],
+        entries,
         source.root,
         name=source.name,
         settings=settings,

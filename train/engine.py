@@ -94,6 +94,7 @@ def train_one_epoch(
     stop: threading.Event,
     pos_weight=None,
     progress=None,
+    step_scale: int = 1,
 ) -> dict[str, float]:
     """Train for one pass over ``data_iter``; returns accuracy, loss, samples/sec, time."""
     data_iter.reset()
@@ -108,7 +109,7 @@ def train_one_epoch(
             outputs = [net(x) for x in datas]
             losses = [_loss(setup, o, y, pos_weight) for o, y in zip(outputs, labels, strict=True)]
         autograd.backward(losses)
-        trainer.step(batch.data[0].shape[0])
+        trainer.step(batch.data[0].shape[0] * step_scale)
         for y, o, loss in zip(labels, outputs, losses, strict=True):
             scores.update(y.asnumpy(), o.astype("float32").asnumpy(), loss.asnumpy())
         if progress is not None:

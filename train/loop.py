@@ -17,6 +17,7 @@ from mxnet import gluon
 from train import artifacts, checkpoint, devices, engine, model, pretrained, records, reports
 from train.config import TrainConfig
 from train.data import DataSpec, prepare_data, record_iter
+from train.distributed import Cluster, parameter_server
 from train.errors import ClientError
 from train.metric_lines import epoch_lines
 from train.paths import Paths
@@ -38,7 +39,39 @@ class Run:
     trainer: gluon.Trainer
     setup: engine.LossSetup
     pos_weight: mx.nd.NDArray | None
-    is_chief: bool
+    topology: Topology
+
+    @property
+    def is_chief(self) -> bool:
+        """Only the first worker writes the model and the reports."""
+        return self.topology.rank == 0
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where this process sits: one host (``kvstore='device'``) or a ps-lite worker."""
+
+    kvstore: object  # "device" or an mx.kv.KVStore of type dist_sync / dist_async
+    checkpoint_dir: Path
+    num_workers: int = 1
+    rank: int = 0
+
+    @property
+    def update_on_servers(self) -> bool:
+        """dist_async applies updates on the parameter servers (MXNet requires it)."""
+        return getattr(self.kvstore, "type", "") == "dist_async"
+
+    @property
+    def update_on_kvstore(self) -> bool | None:
+        """None (MXNet decides) on one host; dist_sync updates on the workers, so that the
+        optimizer state can be checkpointed; dist_async must update on the servers."""
+        kind = getattr(self.kvstore, "type", "")
+        return {"dist_sync": False, "dist_async": True}.get(kind)
+
+    @property
+    def step_scale(self) -> int:
+        """dist_sync sums the gradients of every worker: normalise by the global batch."""
+        return self.num_workers if getattr(self.kvstore, "type", "") == "dist_sync" else 1
 
 
 def interactive() -> bool:
@@ -52,12 +85,22 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return cfg.learning_rate * cfg.lr_scheduler_factor**steps
 
 
-def make_optimizer(cfg: TrainConfig) -> mx.optimizer.Optimizer:
-    """The optimizer with the built-in's hyperparameter meanings (weight_decay for sgd/nag)."""
-    common = {
+def make_optimizer(cfg: TrainConfig, server_schedule: int = 0) -> mx.optimizer.Optimizer:
+    """The optimizer with the built-in's hyperparameter meanings (weight_decay for sgd/nag).
+
+    ``server_schedule`` (updates per epoch) is for dist_async, where the optimizer runs on the
+    parameter servers and the learning-rate steps must travel with it as a scheduler.
+    """
+    common: dict = {
         "learning_rate": cfg.learning_rate,
         "multi_precision": cfg.precision_dtype == "float16",
     }
+    if server_schedule and cfg.lr_scheduler_step:
+        common["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(
+            step=[e * server_schedule for e in cfg.lr_scheduler_step],
+            factor=cfg.lr_scheduler_factor,
+            base_lr=cfg.learning_rate,
+        )
     if cfg.optimizer == "sgd":
         return mx.optimizer.SGD(momentum=cfg.momentum, wd=cfg.weight_decay, **common)
     if cfg.optimizer == "nag":
@@ -114,7 +157,7 @@ def _fingerprint(cfg: TrainConfig, spec: DataSpec) -> dict:
     }
 
 
-def _setup(paths: Paths, cfg: TrainConfig) -> Run:
+def _setup(paths: Paths, cfg: TrainConfig, topology: Topology) -> Run:
     mx.random.seed(cfg.seed)
     ctx = devices.training_contexts(cfg.precision_dtype)
     workers = cfg.preprocess_threads or os.cpu_count() or 1
@@ -132,13 +175,20 @@ def _setup(paths: Paths, cfg: TrainConfig) -> Run:
     net = build_network(paths, cfg, spec.num_classes)
     net.collect_params().reset_ctx(ctx)
     net.hybridize(static_alloc=True, static_shape=True)
-    trainer = gluon.Trainer(net.collect_params(), make_optimizer(cfg), kvstore="device")
+    per_epoch = -(-spec.train.count // cfg.mini_batch_size)
+    optimizer = make_optimizer(cfg, per_epoch if topology.update_on_servers else 0)
+    trainer = gluon.Trainer(
+        net.collect_params(),
+        optimizer,
+        kvstore=topology.kvstore,
+        update_on_kvstore=topology.update_on_kvstore,
+    )
     if cfg.precision_dtype == "float16":
         from mxnet.contrib import amp
 
         amp.init_trainer(trainer)
     setup = engine.make_loss(cfg.multi_label, cfg.top_k)
-    return Run(paths, cfg, spec, ctx, net, trainer, setup, _pos_weight(cfg, spec), True)
+    return Run(paths, cfg, spec, ctx, net, trainer, setup, _pos_weight(cfg, spec), topology)
 
 
 def _iterators(run: Run):
@@ -150,6 +200,8 @@ def _iterators(run: Run):
         training=True,
         batch_size=run.cfg.mini_batch_size,
         threads=threads,
+        num_parts=run.topology.num_workers,
+        part_index=run.topology.rank,
     )
     val_iter = record_iter(
         run.spec.validation,
@@ -243,7 +295,8 @@ def _should_stop_early(cfg: TrainConfig, state: checkpoint.LoopState) -> bool:
 
 def _save_epoch_outputs(run: Run, state: checkpoint.LoopState, improved: bool) -> None:
     cfg = run.cfg
-    checkpoint.save(run.paths.checkpoint_dir, state, run.net, run.trainer, improved=improved)
+    trainer = None if run.topology.update_on_servers else run.trainer
+    checkpoint.save(run.topology.checkpoint_dir, state, run.net, trainer, improved=improved)
     if not run.is_chief:
         return
     if cfg.checkpoint_frequency is None and improved:
@@ -259,10 +312,10 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     cfg, model_dir = run.cfg, run.paths.model_dir
     if cfg.checkpoint_frequency is None:
         if state.best_epoch not in artifacts.params_epochs(model_dir):
-            checkpoint.restore_best(run.paths.checkpoint_dir, run.net, run.ctx)
+            checkpoint.restore_best(run.topology.checkpoint_dir, run.net, run.ctx)
             _export(run, state.best_epoch, keep_others=False)
         else:
-            checkpoint.restore_best(run.paths.checkpoint_dir, run.net, run.ctx)
+            checkpoint.restore_best(run.topology.checkpoint_dir, run.net, run.ctx)
     elif state.epoch not in artifacts.params_epochs(model_dir):
         _export(run, state.epoch, keep_others=True)
     out = run.paths.output_data_dir
@@ -281,15 +334,46 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
 
 
 def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
+    """Run the job on this host, or as one worker of a multi-host parameter server.
+
+    With several hosts in ``resourceconfig.json`` the first runs the ps-lite scheduler, each
+    runs a server, and this process trains as a worker on its shard of every epoch
+    (``kv_store``, default dist_sync). Each host keeps its checkpoints in its own sub-folder,
+    so hosts sharing one S3 checkpoint location do not overwrite each other.
+    """
+    cluster = Cluster.from_file(paths.resource_config)
+    if not cluster.is_distributed:
+        if cfg.kv_store:
+            logger.info("kv_store=%s ignored: a single host trains alone", cfg.kv_store)
+        _train(paths, cfg, stop, Topology("device", paths.checkpoint_dir))
+        return
+    mode = cfg.kv_store or "dist_sync"
+    logger.info(
+        "Distributed training on %d hosts (%s), this is %s",
+        cluster.num_workers,
+        mode,
+        cluster.current_host,
+    )
+    with parameter_server(cluster, cfg.ps_port):
+        kv = mx.kv.create(mode)
+        topology = Topology(
+            kv, paths.checkpoint_dir / cluster.current_host, kv.num_workers, kv.rank
+        )
+        _train(paths, cfg, stop, topology)
+        del topology, kv  # free the KVStore inside the block: ps-lite leaves with a barrier
+
+
+def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topology) -> None:
     """Prepare data and model, run the epochs (resuming if checkpoints exist), save."""
     if cfg.checkpoint_frequency is None:
         logger.info("checkpoint_frequency not set, will store the best model")
-    run = _setup(paths, cfg)
+    run = _setup(paths, cfg, topology)
     train_iter, val_iter = _iterators(run)
     fingerprint = _fingerprint(cfg, run.spec)
-    state = checkpoint.load(paths.checkpoint_dir, fingerprint)
+    state = checkpoint.load(topology.checkpoint_dir, fingerprint)
     if state is not None:
-        checkpoint.restore(paths.checkpoint_dir, state, run.net, run.trainer, run.ctx)
+        trainer = None if topology.update_on_servers else run.trainer
+        checkpoint.restore(topology.checkpoint_dir, state, run.net, trainer, run.ctx)
     else:
         state = checkpoint.LoopState(fingerprint=fingerprint)
     progress = _progress_bar() if interactive() else None
@@ -297,8 +381,9 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
         if _should_stop_early(cfg, state):
             logger.info("Early stopping: no improvement for %d epochs", cfg.early_stopping_patience)
             break
-        run.trainer.set_learning_rate(learning_rate(cfg, epoch))
-        bar = progress(run.spec.train.count, epoch) if progress else None
+        if not topology.update_on_servers:
+            run.trainer.set_learning_rate(learning_rate(cfg, epoch))
+        bar = progress(run.spec.train.count // topology.num_workers, epoch) if progress else None
         train = engine.train_one_epoch(
             run.net,
             run.trainer,
@@ -309,6 +394,7 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
             stop=stop,
             pos_weight=run.pos_weight,
             progress=bar,
+            step_scale=topology.step_scale,
         )
         if bar is not None:
             bar.close()
