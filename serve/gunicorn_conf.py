@@ -32,6 +32,9 @@ keepalive = 5
 preload_app = False
 # Heartbeat files on tmpfs: a worker is not killed because a disk-backed /tmp stalls.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# No runtime-management socket: nothing uses it, and it would be written under $HOME, which an
+# arbitrary container uid may not have.
+control_socket_disable = True
 accesslog = "-"
 # Behind nginx the peer is the socket: the client is in X-Forwarded-For.
 access_log_format = '%({x-forwarded-for}i)s "%(r)s" %(s)s %(B)s %(M)sms'
