@@ -20,7 +20,9 @@ scheduler must still be alive then: killing it first would hang every worker for
 normal exit the children get ``shutdown_timeout`` seconds to end on their own (they do once every
 worker has freed its KVStore); any still running are left to end with this process, to which
 they are bound (``PR_SET_PDEATHSIG``), rather than killed under a live KVStore. After an exception
-they are terminated at once.
+they are terminated at once, and every distributed KVStore of this process is told to skip that
+exit barrier (MXNet's ``MXKVStoreSetBarrierBeforeExit``), so the failing host exits, its failure is
+reported, and SageMaker (or compose's ``--abort-on-container-exit``) stops the other hosts.
 """
 
 from __future__ import annotations
@@ -202,6 +204,25 @@ def _wait(children: Sequence[subprocess.Popen[bytes]], timeout: float) -> list[i
     return [child.pid for child in children if child.poll() is None]
 
 
+def _skip_exit_barriers() -> int:
+    """Tell this process's distributed KVStores not to wait for the other nodes when freed.
+
+    Without this a worker whose scheduler is gone would hang for ever in ps-lite's exit barrier.
+    Returns how many KVStores were found.
+    """
+    mx = sys.modules.get("mxnet")
+    if mx is None:
+        return 0
+    import ctypes
+    import gc
+
+    stores = [o for o in gc.get_objects() if isinstance(o, mx.kv.KVStore) and "dist" in o.type]
+    set_barrier = mx.base._LIB.MXKVStoreSetBarrierBeforeExit  # not wrapped in Python in 1.9
+    for store in stores:
+        mx.base.check_call(set_barrier(store.handle, ctypes.c_int(0)))
+    return len(stores)
+
+
 def _terminate(children: Sequence[subprocess.Popen[bytes]]) -> None:
     """Terminate the children, and kill those that ignore it for 5 s."""
     for child in children:
@@ -258,6 +279,7 @@ def parameter_server(
         with _worker_environ({**env, "DMLC_ROLE": "worker"}):
             yield {**env, "DMLC_ROLE": "worker"}
     except BaseException:
+        _skip_exit_barriers()
         _terminate(children)
         raise
     running = _wait(children, shutdown_timeout)

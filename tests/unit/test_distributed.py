@@ -179,3 +179,44 @@ def test_two_workers_synchronise_a_tensor_through_scheduler_and_servers() -> Non
         ["1", "2", "[3.0, 3.0, 3.0, 3.0]"],
     ]
     assert all("CHILDREN 0" in o for o in outputs), outputs
+
+
+FAILING_WORKER = """
+import sys, time
+import mxnet as mx
+from train.distributed import Cluster, parameter_server
+
+cluster = Cluster(hosts=("localhost", "127.0.0.1"), current_host=sys.argv[1])
+with parameter_server(cluster, int(sys.argv[2]), resolve_timeout=10):
+    kv = mx.kv.create("dist_sync")
+    kv.init(7, mx.nd.zeros((4,)))
+    kv.push(7, mx.nd.ones((4,)))
+    kv.pull(7, out=mx.nd.zeros((4,)))
+    print("SYNCED", flush=True)
+    if cluster.is_chief:
+        raise RuntimeError("training failed on the chief")
+    time.sleep(300)  # the other host: killed by the test, as SageMaker stops the job
+"""
+
+
+def test_a_failing_worker_exits_instead_of_hanging_in_the_exit_barrier() -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    chief, other = (
+        subprocess.Popen(
+            [sys.executable, "-c", FAILING_WORKER, host, str(port)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for host in ("localhost", "127.0.0.1")
+    )
+    try:
+        out = chief.communicate(timeout=120)[0]
+    finally:
+        chief.kill()
+        other.kill()
+        other.wait()
+    assert chief.returncode == 1, out
+    assert "SYNCED" in out and "training failed on the chief" in out
