@@ -21,7 +21,7 @@ from tests.container.test_sdk_local_mode import (  # noqa: F401 - sdk_offline is
     train_local,
 )
 
-pytestmark = pytest.mark.usefixtures("sdk_offline")
+pytestmark = [pytest.mark.usefixtures("sdk_offline"), pytest.mark.timeout(1500)]
 
 TRAIN_PER_CLASS = 48  # 144 images: 4-5 steps of 32 per epoch
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from tests.datagen import make_image, make_sagemaker_tree, write_jpeg
 
 NUM_CLASSES = 3
 CHANNELS = ("train", "validation", "train_lst", "validation_lst")
+pytestmark = pytest.mark.timeout(900)  # a hung container must not hang the suite
+
 TELEMETRY_OPT_OUT = (
     "SchemaVersion: '1.0'\nSageMaker: {PythonSDK: {Modules: {TelemetryOptOut: true}}}\n"
 )
@@ -54,6 +57,18 @@ def generated_channels(root: Path, **kwargs: Any) -> dict[str, Path]:
     return {name: base / "input" / "data" / name for name in CHANNELS}
 
 
+def compose_down(root: Path) -> None:
+    """Remove the SDK's containers even when the test failed or timed out mid-run."""
+    compose_file = root / "docker-compose.yaml"
+    if compose_file.is_file():
+        subprocess.run(
+            ["docker", "compose", "-f", str(compose_file), "down", "--timeout", "0"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
 def train_local(
     image: str,
     channels: dict[str, Path],
@@ -75,12 +90,15 @@ def train_local(
         base_job_name="oic-sdk-test",
         local_container_root=str(root),
     )
-    trainer.train(
-        input_data_config=[
-            InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()
-        ],
-        wait=True,
-    )
+    try:
+        trainer.train(
+            input_data_config=[
+                InputData(channel_name=k, data_source=str(v)) for k, v in channels.items()
+            ],
+            wait=True,
+        )
+    finally:
+        compose_down(root)
     return root
 
 
