@@ -19,6 +19,7 @@ from tests.container.test_sdk_local_mode import (  # noqa: F401 - sdk_offline is
     generated_channels,
     sdk_offline,
     train_local,
+    unique,
 )
 
 pytestmark = [pytest.mark.usefixtures("sdk_offline"), pytest.mark.timeout(1500)]
@@ -53,14 +54,13 @@ def channels(tmp_path_factory) -> dict[str, Path]:
 def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(
     cpu_image, channels, tmp_path, capfd
 ) -> None:
-    one = train_local(
-        cpu_image, channels, {**HYPERPARAMETERS, "mini_batch_size": "32"}, tmp_path / "one-host"
-    )
+    one_host = {**HYPERPARAMETERS, "mini_batch_size": "32"}
+    one = train_local(cpu_image, channels, one_host, tmp_path / unique("one-host"))
     two = train_local(
         cpu_image,
         channels,
         {**HYPERPARAMETERS, "mini_batch_size": "16", "kv_store": "dist_sync"},
-        tmp_path / "two-hosts",
+        tmp_path / unique("two-hosts"),
         instance_count=2,
     )
     log = capfd.readouterr().out  # the SDK copies the containers' output (compose-prefixed)

@@ -57,6 +57,12 @@ def generated_channels(root: Path, **kwargs: Any) -> dict[str, Path]:
     return {name: base / "input" / "data" / name for name in CHANNELS}
 
 
+def unique(name: str) -> str:
+    """A folder name for ``local_container_root``: compose names the project after it, so two
+    test sessions on one Docker engine must not share it."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
 def compose_down(root: Path) -> None:
     """Remove the SDK's containers even when the test failed or timed out mid-run."""
     compose_file = root / "docker-compose.yaml"
@@ -108,7 +114,7 @@ def sdk_trained(cpu_image, sdk_offline, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("sdk-local")
     channels = generated_channels(work / "data")
     hps = {**SMALL_HYPERPARAMETERS, "num_classes": str(NUM_CLASSES)}
-    return train_local(cpu_image, channels, hps, work / "root")
+    return train_local(cpu_image, channels, hps, work / unique("sdk-train"))
 
 
 def test_model_trainer_local_mode_trains_the_model(sdk_trained: Path) -> None:
@@ -195,7 +201,7 @@ def test_oic_local_runs_the_same_training_through_the_sdk(
     hps = tmp_path / "hyperparameters.json"
     hps.write_text(json.dumps(SMALL_HYPERPARAMETERS))
     assert main(["prepare", str(data)]) == 0
-    root = tmp_path / "root"
+    root = tmp_path / unique("oic-local")
     args = [
         "local",
         "--data",
@@ -231,7 +237,7 @@ def test_oic_local_refuses_a_missing_image_tag(docker_engine, sdk_offline, tmp_p
         "--image",
         "oic:no-such-tag",
         "--root",
-        str(tmp_path / "root"),
+        str(tmp_path / unique("oic-local")),
     ]
     assert main(args) == 2
     assert "image 'oic:no-such-tag' is not in the local Docker engine" in capsys.readouterr().err
