@@ -73,5 +73,7 @@ def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(
     assert single > 1 / NUM_CLASSES + 0.2, single  # it learned something
     assert distributed == pytest.approx(single, abs=TOLERANCE), (single, distributed)
     # Only the chief writes the model.
+    assert re.search(r"algo-1.*Saved checkpoint to", log)
+    assert not re.search(r"algo-2.*Saved checkpoint to", log)
     params = list((two / "artifacts" / "model").glob("image-classification-*.params"))
     assert len(params) == 1
