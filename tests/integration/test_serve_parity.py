@@ -9,6 +9,7 @@ goes through HTTP as the raw file a user would send, and the endpoint's accuracy
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from serve import content_types as ct
 from tests.datagen import make_sagemaker_tree
 from tests.integration.conftest import run_training
 from tests.serve_fixtures import ServerProcess
-from train import artifacts
+from train import artifacts, reports
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +64,8 @@ def test_endpoint_accuracy_equals_the_training_validation_accuracy(tmp_path) -> 
     items = validation_items(base)
     with ServerProcess(base, tmp_path / "server.log") as server, requests.Session() as http:
         server.wait_listening(timeout=120)
-        correct = 0
-        for path, label in items:
+        predicted = []
+        for path, _ in items:
             response = http.post(
                 f"{server.url}/invocations",
                 data=path.read_bytes(),
@@ -72,10 +73,19 @@ def test_endpoint_accuracy_equals_the_training_validation_accuracy(tmp_path) -> 
                 timeout=30,
             )
             assert response.status_code == 200, response.text
-            correct += int(np.argmax(response.json()) == label)
+            predicted.append(int(np.argmax(response.json())))
+    labels = np.array([label for _, label in items])
+    correct = int((np.array(predicted) == labels).sum())
     endpoint_accuracy = correct / len(items)
     # The log prints 6 decimals; equal counts give equal accuracies.
     assert round(endpoint_accuracy, 6) == expected, (
         f"endpoint {correct}/{len(items)} = {endpoint_accuracy:f}, training log {expected:f} "
         f"(epoch {saved_epoch})"
     )
+
+    # Class by class too: the trainer's validation report of the final model, recomputed from
+    # the endpoint's answers with the trainer's own report code.
+    classes = json.loads((base / "model" / artifacts.CLASSES_FILE).read_text())["classes"]
+    matrix = reports.confusion_matrix(labels, np.array(predicted), len(classes))
+    trained = json.loads((base / "output" / "data" / reports.CLASS_REPORT_JSON).read_text())
+    assert reports.per_class_report(matrix, classes) == trained
