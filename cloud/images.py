@@ -132,37 +132,39 @@ def build_command(args: argparse.Namespace, local_tag: str) -> list[str]:
     return [*cmd, args.context]
 
 
+def _print_plan(build: list[str] | None, repository: str, docker_steps: list[list[str]]) -> None:
+    """What ``push`` would do, for ``--dry-run``."""
+    if build:
+        print("$ " + shlex.join(build))
+    ecr = {
+        "DescribeRepositories": {"repositoryNames": [repository]},
+        "CreateRepository (if missing)": {"repositoryName": repository},
+        "GetAuthorizationToken": {},
+    }
+    print(json.dumps(ecr, indent=2))
+    for step in docker_steps:
+        print("$ " + shlex.join(step))
+
+
 def command(args: argparse.Namespace, aws: Aws) -> int:
     """Run ``oic push``: build, create the repository if missing, log in, tag and push."""
     account = "<account-id>" if args.dry_run else aws.account_id()
     region = (aws.session.region_name or "<region>") if args.dry_run else aws.region
     ref = ImageRef(registry_host(account, region), args.repository, args.tag)
     local_tag = f"{args.repository}:{args.tag}"
-    steps = [
-        ("docker", build_command(args, local_tag)),
-        (
-            "ecr",
-            {
-                "DescribeRepositories": {"repositoryNames": [args.repository]},
-                "CreateRepository (if missing)": {"repositoryName": args.repository},
-            },
-        ),
-        ("ecr", {"GetAuthorizationToken": {}}),
-        ("docker", ["docker", "login", "--username", "AWS", "--password-stdin", ref.registry]),
-        ("docker", ["docker", "tag", local_tag, ref.uri]),
-        ("docker", ["docker", "push", ref.uri]),
-    ]
+    build = None if args.no_build else build_command(args, local_tag)
+    login = ["docker", "login", "--username", "AWS", "--password-stdin", ref.registry]
+    tag_and_push = [["docker", "tag", local_tag, ref.uri], ["docker", "push", ref.uri]]
     if args.dry_run:
-        for kind, step in steps:
-            print("$ " + shlex.join(step) if kind == "docker" else json.dumps(step, indent=2))
+        _print_plan(build, args.repository, [login, *tag_and_push])
         return 0
-    if not args.no_build:
-        run(steps[0][1])
+    if build:
+        run(build)
     ecr = aws.client("ecr")
     if ensure_repository(ecr, args.repository):
         print(f"created ECR repository {args.repository}")
-    run(steps[3][1], stdin=login_password(ecr))
-    run(steps[4][1])
-    run(steps[5][1])
+    run(login, stdin=login_password(ecr))
+    for step in tag_and_push:
+        run(step)
     print(f"pushed {ref.uri}\nnext: oic train --tag {args.tag}")
     return 0
