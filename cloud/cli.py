@@ -55,7 +55,14 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _hyperparameters(p: argparse.ArgumentParser) -> None:
+def _data_and_hyperparameters(p: argparse.ArgumentParser) -> None:
+    """The inputs ``train`` and ``local`` share."""
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="output of `oic prepare`, or a folder of channel folders",
+    )
     p.add_argument(
         "--hyperparameters",
         type=Path,
@@ -116,13 +123,7 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="upload data and run a training job",
         description=jobs.__doc__,
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="output of `oic prepare`, or a folder of channel folders",
-    )
-    _hyperparameters(p)
+    _data_and_hyperparameters(p)
     p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
     p.add_argument("--bucket", help="S3 bucket (default: $OIC_BUCKET or sagemaker-REGION-ACCOUNT)")
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)")
@@ -204,13 +205,7 @@ def _add_local(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="train through the SDK's local mode",
         description=local.__doc__,
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="output of `oic prepare`, or a folder of channel folders",
-    )
-    _hyperparameters(p)
+    _data_and_hyperparameters(p)
     p.add_argument("--image", help="local image tag (default: oic:cpu, or oic:gpu with --gpu)")
     p.add_argument("--gpu", action="store_true", help="instance_type local_gpu")
     p.add_argument("--instance-count", type=_positive, default=1, help="containers (default: 1)")

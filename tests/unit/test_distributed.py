@@ -150,12 +150,13 @@ print("CHILDREN", len(psutil.Process().children()), flush=True)
 """
 
 
-def test_two_workers_synchronise_a_tensor_through_scheduler_and_servers() -> None:
+def start_workers(script: str) -> list[subprocess.Popen[str]]:
+    """Two worker processes, the "hosts" ``localhost`` (chief) and ``127.0.0.1``."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [
+    return [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, host, str(port)],
+            [sys.executable, "-c", script, host, str(port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -163,6 +164,10 @@ def test_two_workers_synchronise_a_tensor_through_scheduler_and_servers() -> Non
         )
         for host in ("localhost", "127.0.0.1")
     ]
+
+
+def test_two_workers_synchronise_a_tensor_through_scheduler_and_servers() -> None:
+    workers = start_workers(WORKER)
     try:
         outputs = [w.communicate(timeout=120)[0] for w in workers]
     finally:
@@ -200,18 +205,7 @@ with parameter_server(cluster, int(sys.argv[2]), resolve_timeout=10):
 
 
 def test_a_failing_worker_exits_instead_of_hanging_in_the_exit_barrier() -> None:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    chief, other = (
-        subprocess.Popen(
-            [sys.executable, "-c", FAILING_WORKER, host, str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for host in ("localhost", "127.0.0.1")
-    )
+    chief, other = start_workers(FAILING_WORKER)
     try:
         out = chief.communicate(timeout=120)[0]
     finally:
