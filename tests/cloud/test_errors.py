@@ -5,22 +5,13 @@ from __future__ import annotations
 import pytest
 
 from cloud.cli import main
-from tests.cloud.conftest import BUCKET, IMAGE, ROLE
+from tests.cloud.conftest import BUCKET, ROLE
+from tests.cloud.test_train import train_args
 
 
 def args(data, hps, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--data",
-        str(data),
-        "--hyperparameters",
-        str(hps),
-        "--image",
-        IMAGE,
-        "--poll",
-        "0",
-        *extra,
-    ]
+    """``oic train`` arguments without role and bucket (each test adds what it needs)."""
+    return train_args(data, hps, *extra, role=None, bucket=None)
 
 
 def test_no_credentials(aws_env, monkeypatch, prepared_data, hyperparameters_file, capsys):

@@ -22,23 +22,14 @@ CHANNEL_TYPES = {
 }
 
 
-def train_args(data: Path, hps: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--data",
-        str(data),
-        "--hyperparameters",
-        str(hps),
-        "--role",
-        ROLE,
-        "--bucket",
-        BUCKET,
-        "--image",
-        IMAGE,
-        "--poll",
-        "0",
-        *extra,
-    ]
+def train_args(
+    data: Path, hps: Path, *extra: str, role: str | None = ROLE, bucket: str | None = BUCKET
+) -> list[str]:
+    """``oic train`` arguments; ``role=None`` / ``bucket=None`` leave those options out."""
+    args = ["train", "--data", str(data), "--hyperparameters", str(hps), "--image", IMAGE]
+    args += ["--role", role] if role else []
+    args += ["--bucket", bucket] if bucket else []
+    return [*args, "--poll", "0", *extra]
 
 
 def expected_request(name: str, **overrides: Any) -> dict[str, Any]:

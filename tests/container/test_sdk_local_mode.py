@@ -189,6 +189,23 @@ def test_local_session_endpoint_serves_the_model(sdk_trained: Path, cpu_image, t
         sm.delete_endpoint(EndpointName=name)
 
 
+def oic_local_args(data: Path, image: str, root: Path) -> list[str]:
+    """``oic local`` arguments, with the small hyperparameters written beside ``root``."""
+    hps = root.parent / "hyperparameters.json"
+    hps.write_text(json.dumps(SMALL_HYPERPARAMETERS))
+    return [
+        "local",
+        "--data",
+        str(data),
+        "--hyperparameters",
+        str(hps),
+        "--image",
+        image,
+        "--root",
+        str(root),
+    ]
+
+
 def test_oic_local_runs_the_same_training_through_the_sdk(
     cpu_image, sdk_offline, tmp_path, capsys
 ) -> None:
@@ -198,22 +215,9 @@ def test_oic_local_runs_the_same_training_through_the_sdk(
 
     data = tmp_path / "pets"
     make_class_folders(data, num_classes=NUM_CLASSES, per_class=12, size_range=(40, 56))
-    hps = tmp_path / "hyperparameters.json"
-    hps.write_text(json.dumps(SMALL_HYPERPARAMETERS))
     assert main(["prepare", str(data)]) == 0
     root = tmp_path / unique("oic-local")
-    args = [
-        "local",
-        "--data",
-        str(data),
-        "--hyperparameters",
-        str(hps),
-        "--image",
-        cpu_image,
-        "--root",
-        str(root),
-    ]
-    assert main(args) == 0, capsys.readouterr().err
+    assert main(oic_local_args(data, cpu_image, root)) == 0, capsys.readouterr().err
     assert (
         f"model.tar.gz: {root / 'compressed_artifacts' / 'model.tar.gz'}" in capsys.readouterr().out
     )
@@ -225,19 +229,6 @@ def test_oic_local_refuses_a_missing_image_tag(docker_engine, sdk_offline, tmp_p
     from cloud.cli import main
 
     channels = generated_channels(tmp_path / "data", train_per_class=4, val_per_class=2)
-    hps = tmp_path / "hyperparameters.json"
-    hps.write_text(json.dumps(SMALL_HYPERPARAMETERS))
-    data = channels["train"].parent
-    args = [
-        "local",
-        "--data",
-        str(data),
-        "--hyperparameters",
-        str(hps),
-        "--image",
-        "oic:no-such-tag",
-        "--root",
-        str(tmp_path / unique("oic-local")),
-    ]
+    args = oic_local_args(channels["train"].parent, "oic:no-such-tag", tmp_path / unique("x"))
     assert main(args) == 2
     assert "image 'oic:no-such-tag' is not in the local Docker engine" in capsys.readouterr().err
