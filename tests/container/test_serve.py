@@ -6,6 +6,7 @@ import io
 import json
 import random
 
+from tests.container.conftest import TIMINGS
 from tests.container.dockerctl import Container, http, wait_for_ping
 from tests.datagen import make_image
 
@@ -44,6 +45,7 @@ def serve_and_predict(image: str, model_dir, *, num_classes: int, extra=()) -> N
         assert_probabilities(response.body, num_classes)
         code, seconds = server.stop(grace=GRACE)
         log = server.logs()
+    TIMINGS[f"docker stop of serve ({image})"] = f"{seconds:.1f} s, exit {code}"
     assert code != 137, f"SIGKILLed after {seconds:.0f} s: SIGTERM did not stop it\n{log[-4000:]}"
     assert code in (0, 143), (code, log[-4000:])
     assert seconds < GRACE, f"stopping took {seconds:.0f} s"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.container.conftest import SMALL_HYPERPARAMETERS, train_in_container
+from tests.container.conftest import SMALL_HYPERPARAMETERS, TIMINGS, train_in_container
 from tests.datagen import make_sagemaker_tree
 
 PARAMS = re.compile(r"^image-classification-\d{4}\.params$")
@@ -103,6 +103,7 @@ def test_docker_stop_saves_a_checkpoint_and_a_restart_resumes(cpu_image, tmp_pat
         _wait_for_checkpoint(first, checkpoints, timeout=600)
         code, seconds = first.stop(grace=120)  # StopTrainingJob's grace period
         log = first.logs()
+    TIMINGS["docker stop during training"] = f"{seconds:.1f} s, exit {code}"
     assert code != 137, f"SIGKILLed: SIGTERM was not handled in time\n{log[-6000:]}"
     assert seconds < 110, f"stopping took {seconds:.0f} s"
     assert any(p.is_file() for p in checkpoints.rglob("*")), "no checkpoint left on disk"
