@@ -21,7 +21,7 @@ import numpy as np
 from serve.batching import MicroBatcher
 from train import artifacts
 from train.images import ImageTooLarge
-from train.presets import default_resize, eval_transform
+from train.presets import eval_transform
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +50,14 @@ class Predictor(Protocol):
 
 
 def resized_pixels(height: int, width: int, info: ModelInfo) -> int:
-    """Pixels of an image once :func:`eval_transform` has resized its shorter side."""
-    shorter, crop = min(height, width), max(info.image_shape[1:])
-    if info.resize is not None:
-        target = info.resize
-    elif shorter < crop:
-        target = crop
-    else:
-        return height * width
-    scale = target / shorter
+    """Pixels of an image once :func:`eval_transform` has resized its shorter side.
+
+    A model without a recorded ``resize`` (the built-in's) is resized straight to its input
+    size, which never grows an image beyond that.
+    """
+    if info.resize is None:
+        return info.image_shape[1] * info.image_shape[2]
+    scale = info.resize / min(height, width)
     return int(height * width * scale * scale)
 
 
@@ -96,24 +95,6 @@ def model_labels(classes: Sequence[str] | None, num_outputs: int) -> tuple[str, 
             f"{num_outputs}"
         )
     return tuple(classes)
-
-
-def serving_resize(files: artifacts.ModelFiles) -> int:
-    """The shorter-side resize before the centre crop.
-
-    This product's trainer always records the one it used. A model without it (the built-in
-    algorithm's) gets the ImageNet convention (256 for 224), as the built-in's own validation
-    did; the built-in's endpoint instead squeezes the whole image, distorting it.
-    """
-    if files.resize is not None:
-        return files.resize
-    resize = default_resize(*files.image_shape[1:])
-    logger.info(
-        "%s records no resize (a built-in algorithm model?): resizing the shorter side to %d",
-        artifacts.HYPERPARAMETERS_FILE,
-        resize,
-    )
-    return resize
 
 
 def inference_context() -> Any:
@@ -171,7 +152,7 @@ class MXNetPredictor:
         warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
         info = ModelInfo(
             image_shape=files.image_shape,
-            resize=serving_resize(files),
+            resize=files.resize,
             labels=model_labels(files.classes, warm_up.shape[-1]),
             multi_label=files.multi_label,
         )

@@ -175,8 +175,8 @@ def test_a_builtin_algorithm_model_is_served_with_index_labels(tmp_path, images)
         headers={"Accept": "application/json; verbose=true"},
     )
     record = response.get_json()
-    resize = round(32 * 256 / 224)  # no recorded resize: the ImageNet convention
-    x = eval_transform(decoded(body), image_shape=shape, resize=resize)[None]
+    # No recorded resize: served as the built-in's endpoint does (eval_transform decides how).
+    x = eval_transform(decoded(body), image_shape=shape, resize=None)[None]
     expected = mx.nd.softmax(net(mx.nd.array(x))).asnumpy()[0]
     assert np.allclose(record["prediction"], expected, atol=1e-5)
     assert record["predicted_label"] == str(int(np.argmax(expected)))

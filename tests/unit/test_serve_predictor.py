@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from serve.predictor import ModelInfo, model_labels, preprocess, resized_pixels, serving_resize
-from train.artifacts import ModelFiles
+from serve.predictor import ModelInfo, model_labels, preprocess, resized_pixels
 from train.images import ImageTooLarge
 from train.presets import eval_transform
 
 INFO = ModelInfo((3, 32, 32), 36, ("a", "b"), False)
-
-
-def files(resize: int | None, shape=(3, 224, 224)) -> ModelFiles:
-    p = Path("/m")
-    return ModelFiles(p, p, p, shape, None, False, resize)
 
 
 def test_preprocess_is_the_training_eval_transform() -> None:
@@ -36,9 +28,8 @@ def test_preprocess_refuses_a_strip_that_would_explode_and_numbers_it() -> None:
 
 def test_resized_pixels_follows_the_transform() -> None:
     assert resized_pixels(72, 144, INFO) == 36 * 72
-    no_resize = ModelInfo((3, 32, 32), None, ("a",), False)
-    assert resized_pixels(100, 100, no_resize) == 100 * 100
-    assert resized_pixels(16, 16, no_resize) == 32 * 32
+    builtin = ModelInfo((3, 32, 32), None, ("a",), False)  # squeezed to the input size
+    assert resized_pixels(1, 5000, builtin) == 32 * 32
 
 
 def test_labels_default_to_indices() -> None:
@@ -48,11 +39,3 @@ def test_labels_default_to_indices() -> None:
 def test_labels_must_match_the_model_outputs() -> None:
     with pytest.raises(ValueError, match="lists 2 classes but the model outputs 3"):
         model_labels(["x", "y"], 3)
-
-
-def test_recorded_resize_is_used() -> None:
-    assert serving_resize(files(300)) == 300
-
-
-def test_models_without_a_recorded_resize_use_the_imagenet_convention() -> None:
-    assert serving_resize(files(None)) == 256
