@@ -185,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224, help="model input and JPEG size")
     parser.add_argument("--repeats", type=int, default=30, help="bare-model timing repeats")
     parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment of the server only (repeatable), e.g. OMP_NUM_THREADS=1",
+    )
+    parser.add_argument(
         "--bare-json",
         nargs=2,
         metavar=("MODEL_DIR", "JPEG"),
@@ -221,12 +228,13 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     print(
         f"ResNet-{args.layers} {args.size}x{args.size}, {os.cpu_count()} CPUs, "
         f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, JPEG {len(jpeg)} bytes, "
-        f"load average {os.getloadavg()[0]:.2f}"
+        f"load average {os.getloadavg()[0]:.2f}, server env {args.server_env or 'default'}"
     )
     bare = BareModel(tmp / "model", jpeg)
     rounds: list[Round] = []
     pings: list[float] = []
-    with ServerProcess(tmp, tmp / "server.log") as server:
+    server_env = dict(item.split("=", 1) for item in args.server_env)
+    with ServerProcess(tmp, tmp / "server.log", server_env) as server:
         server.wait_listening(timeout=120)
         run_wrk(server.url, script, jpeg_path, 4, 3)  # warm-up: thread pool, batch shapes
         # Bare model and server alternate, round after round, so that both see the same
