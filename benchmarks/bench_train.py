@@ -291,17 +291,31 @@ def time_mx_epochs(data_iter, epochs: int, warmup: int) -> dict:
     return result
 
 
-class _FirstBatches:
-    """The first ``n`` batches of an MXNet iterator, with the iterator's ``reset``."""
+class _Turns:
+    """Hands ``train_one_epoch`` the next ``n`` batches of one continuous pass over an MXNet
+    iterator, as within a real epoch: its ``reset`` at the start of each turn is ignored and
+    the iterator is reset only when a pass ends. (Resetting every turn would restart the C++
+    prefetcher each time, which a real epoch never does.)"""
 
-    def __init__(self, data_iter, n: int):
-        self.data_iter, self.n = data_iter, n
+    def __init__(self, data_iter):
+        self.data_iter = data_iter
+        self.batches = self._forever()
+        self.n = 0
+
+    def _forever(self):
+        while True:
+            self.data_iter.reset()
+            yield from self.data_iter
+
+    def take(self, n: int) -> _Turns:
+        self.n = n
+        return self
 
     def reset(self) -> None:
-        self.data_iter.reset()
+        pass
 
     def __iter__(self):
-        return islice(iter(self.data_iter), self.n)
+        return islice(self.batches, self.n)
 
 
 class MxTrainer:
@@ -324,7 +338,7 @@ class MxTrainer:
             self.net.collect_params(), make_optimizer(cfg), kvstore="device"
         )
         self.setup = engine.make_loss(False, None)
-        self.data_iter = make_record_iter(packed, cores, batch_size)
+        self.turns = _Turns(make_record_iter(packed, cores, batch_size))
         self.epoch = 0
 
     def run(self, batches: int) -> dict:
@@ -334,7 +348,7 @@ class MxTrainer:
         return engine.train_one_epoch(
             self.net,
             self.trainer,
-            _FirstBatches(self.data_iter, batches),
+            self.turns.take(batches),
             self.ctx,
             self.setup,
             epoch=self.epoch,
