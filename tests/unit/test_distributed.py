@@ -74,6 +74,12 @@ def test_ps_environment_has_one_server_and_one_worker_per_host() -> None:
     }
 
 
+def test_ps_environment_with_a_single_server() -> None:
+    cluster = Cluster(hosts=("algo-1", "algo-2"), current_host="algo-2")
+    env = ps_environment(cluster, "10.0.0.5", 8000, single_server=True)
+    assert (env["DMLC_NUM_WORKER"], env["DMLC_NUM_SERVER"]) == ("2", "1")
+
+
 def test_resolve_hosts_waits_for_late_hosts() -> None:
     attempts: dict[str, int] = {}
 
@@ -138,7 +144,9 @@ import psutil
 from train.distributed import Cluster, parameter_server
 
 cluster = Cluster(hosts=("localhost", "127.0.0.1"), current_host=sys.argv[1])
-with parameter_server(cluster, int(sys.argv[2]), resolve_timeout=10, shutdown_timeout=30):
+single = sys.argv[3] == "single"
+with parameter_server(cluster, int(sys.argv[2]), resolve_timeout=10, shutdown_timeout=30,
+                      single_server=single):
     kv = mx.kv.create("dist_sync")
     kv.init(7, mx.nd.zeros((4,)))
     kv.push(7, mx.nd.ones((4,)) * (kv.rank + 1))
@@ -150,13 +158,13 @@ print("CHILDREN", len(psutil.Process().children()), flush=True)
 """
 
 
-def start_workers(script: str) -> list[subprocess.Popen[str]]:
+def start_workers(script: str, *args: str) -> list[subprocess.Popen[str]]:
     """Two worker processes, the "hosts" ``localhost`` (chief) and ``127.0.0.1``."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return [
         subprocess.Popen(
-            [sys.executable, "-c", script, host, str(port)],
+            [sys.executable, "-c", script, host, str(port), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -166,8 +174,9 @@ def start_workers(script: str) -> list[subprocess.Popen[str]]:
     ]
 
 
-def test_two_workers_synchronise_a_tensor_through_scheduler_and_servers() -> None:
-    workers = start_workers(WORKER)
+@pytest.mark.parametrize("servers", ["per-host", "single"])
+def test_two_workers_synchronise_a_tensor_through_scheduler_and_servers(servers: str) -> None:
+    workers = start_workers(WORKER, servers)
     try:
         outputs = [w.communicate(timeout=120)[0] for w in workers]
     finally:
