@@ -43,8 +43,8 @@ class Run:
 
     @property
     def is_chief(self) -> bool:
-        """Only the first worker writes the model and the reports."""
-        return self.topology.rank == 0
+        """Only the first host writes the model and the reports."""
+        return self.topology.chief
 
 
 @dataclass(frozen=True)
@@ -54,24 +54,25 @@ class Topology:
     kvstore: object  # "device" or an mx.kv.KVStore of type dist_sync / dist_async
     checkpoint_dir: Path
     num_workers: int = 1
-    rank: int = 0
+    rank: int = 0  # ps-lite's worker rank (registration order): picks the data shard
+    chief: bool = True  # the first host in resourceconfig.json, which SageMaker's model comes from
 
     @property
     def update_on_servers(self) -> bool:
-        """dist_async applies updates on the parameter servers (MXNet requires it)."""
-        return getattr(self.kvstore, "type", "") == "dist_async"
-
-    @property
-    def update_on_kvstore(self) -> bool | None:
-        """None (MXNet decides) on one host; dist_sync updates on the workers, so that the
-        optimizer state can be checkpointed; dist_async must update on the servers."""
-        kind = getattr(self.kvstore, "type", "")
-        return {"dist_sync": False, "dist_async": True}.get(kind)
+        """Multi-host: the optimizer runs on the parameter servers, as in MXNet's own
+        distributed training (dist_async requires it; for dist_sync, updating on the workers
+        instead trained erratically here). Its state is then not checkpointed."""
+        return getattr(self.kvstore, "type", "").startswith("dist")
 
     @property
     def step_scale(self) -> int:
         """dist_sync sums the gradients of every worker: normalise by the global batch."""
         return self.num_workers if getattr(self.kvstore, "type", "") == "dist_sync" else 1
+
+    def updates_per_epoch(self, samples: int, batch_size: int) -> int:
+        """Optimizer updates the servers count per epoch (one per global batch in dist_sync,
+        one per worker batch in dist_async)."""
+        return -(-samples // (batch_size * self.step_scale))
 
 
 def interactive() -> bool:
@@ -85,22 +86,12 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
     return cfg.learning_rate * cfg.lr_scheduler_factor**steps
 
 
-def make_optimizer(cfg: TrainConfig, server_schedule: int = 0) -> mx.optimizer.Optimizer:
-    """The optimizer with the built-in's hyperparameter meanings (weight_decay for sgd/nag).
-
-    ``server_schedule`` (updates per epoch) is for dist_async, where the optimizer runs on the
-    parameter servers and the learning-rate steps must travel with it as a scheduler.
-    """
+def make_optimizer(cfg: TrainConfig) -> mx.optimizer.Optimizer:
+    """The optimizer with the built-in's hyperparameter meanings (weight_decay for sgd/nag)."""
     common: dict = {
         "learning_rate": cfg.learning_rate,
         "multi_precision": cfg.precision_dtype == "float16",
     }
-    if server_schedule and cfg.lr_scheduler_step:
-        common["lr_scheduler"] = mx.lr_scheduler.MultiFactorScheduler(
-            step=[e * server_schedule for e in cfg.lr_scheduler_step],
-            factor=cfg.lr_scheduler_factor,
-            base_lr=cfg.learning_rate,
-        )
     if cfg.optimizer == "sgd":
         return mx.optimizer.SGD(momentum=cfg.momentum, wd=cfg.weight_decay, **common)
     if cfg.optimizer == "nag":
@@ -108,6 +99,21 @@ def make_optimizer(cfg: TrainConfig, server_schedule: int = 0) -> mx.optimizer.O
     if cfg.optimizer == "adam":
         return mx.optimizer.Adam(beta1=cfg.beta_1, beta2=cfg.beta_2, epsilon=cfg.eps, **common)
     return mx.optimizer.RMSProp(gamma1=cfg.gamma, epsilon=cfg.eps, **common)
+
+
+def schedule_on_servers(
+    optimizer: mx.optimizer.Optimizer, cfg: TrainConfig, start_epoch: int, updates_per_epoch: int
+) -> None:
+    """Multi-host: the optimizer is shipped to the parameter servers at the first step, so the
+    learning-rate steps travel with it as a scheduler counted in updates from ``start_epoch``."""
+    optimizer.set_learning_rate(learning_rate(cfg, start_epoch))
+    steps = [
+        (e - start_epoch) * updates_per_epoch for e in cfg.lr_scheduler_step if e > start_epoch
+    ]
+    if steps:
+        optimizer.lr_scheduler = mx.lr_scheduler.MultiFactorScheduler(
+            step=steps, factor=cfg.lr_scheduler_factor, base_lr=learning_rate(cfg, start_epoch)
+        )
 
 
 def _seed_model_dir(paths: Paths) -> Path | None:
@@ -175,13 +181,11 @@ def _setup(paths: Paths, cfg: TrainConfig, topology: Topology) -> Run:
     net = build_network(paths, cfg, spec.num_classes)
     net.collect_params().reset_ctx(ctx)
     net.hybridize(static_alloc=True, static_shape=True)
-    per_epoch = -(-spec.train.count // cfg.mini_batch_size)
-    optimizer = make_optimizer(cfg, per_epoch if topology.update_on_servers else 0)
     trainer = gluon.Trainer(
         net.collect_params(),
-        optimizer,
+        make_optimizer(cfg),
         kvstore=topology.kvstore,
-        update_on_kvstore=topology.update_on_kvstore,
+        update_on_kvstore=True if topology.update_on_servers else None,
     )
     if cfg.precision_dtype == "float16":
         from mxnet.contrib import amp
@@ -262,7 +266,7 @@ def _record_epoch(
     state.history.append(
         {
             "epoch": epoch,
-            "learning_rate": run.trainer.learning_rate,
+            "learning_rate": learning_rate(run.cfg, epoch),
             "train_accuracy": train["accuracy"],
             "train_loss": train["loss"],
             "validation_accuracy": val["accuracy"],
@@ -357,7 +361,11 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
     with parameter_server(cluster, cfg.ps_port):
         kv = mx.kv.create(mode)
         topology = Topology(
-            kv, paths.checkpoint_dir / cluster.current_host, kv.num_workers, kv.rank
+            kv,
+            paths.checkpoint_dir / cluster.current_host,
+            kv.num_workers,
+            kv.rank,
+            cluster.is_chief,
         )
         _train(paths, cfg, stop, topology)
         del topology, kv  # free the KVStore inside the block: ps-lite leaves with a barrier
@@ -376,6 +384,9 @@ def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topo
         checkpoint.restore(topology.checkpoint_dir, state, run.net, trainer, run.ctx)
     else:
         state = checkpoint.LoopState(fingerprint=fingerprint)
+    if topology.update_on_servers:
+        per_epoch = topology.updates_per_epoch(run.spec.train.count, cfg.mini_batch_size)
+        schedule_on_servers(run.trainer.optimizer, cfg, state.epoch, per_epoch)
     progress = _progress_bar() if interactive() else None
     for epoch in range(state.epoch, cfg.epochs):
         if _should_stop_early(cfg, state):

@@ -37,12 +37,14 @@ def _accuracies(log: str) -> list[float]:
 
 
 def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(tmp_path: Path):
-    hps = {**TINY, "epochs": "5"}
+    hps = {**TINY, "epochs": "6"}
     port = str(_free_port())
     bases = []
     for host in HOSTS:
         base = make_sagemaker_tree(
-            tmp_path / host, hyperparameters={**hps, "kv_store": "dist_sync", "_ps_port": port}
+            tmp_path / host,
+            train_per_class=64,
+            hyperparameters={**hps, "kv_store": "dist_sync", "_ps_port": port},
         )
         (base / "input/config/resourceconfig.json").write_text(
             json.dumps({"current_host": host, "hosts": HOSTS})
@@ -70,6 +72,7 @@ def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(tmp_path: 
 
     single = make_sagemaker_tree(
         tmp_path / "single",
+        train_per_class=64,
         hyperparameters={**hps, "mini_batch_size": str(2 * int(hps["mini_batch_size"]))},
     )
     alone = run_training(single)
