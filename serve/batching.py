@@ -2,9 +2,11 @@
 
 Request threads preprocess their images in parallel and queue them; one thread per worker takes
 whatever is queued (up to ``max_batch``), runs the model once and hands each request its rows.
-A lone request is not delayed (nothing waits for company unless ``max_wait_s`` > 0), while under
-load the batches grow by themselves, because requests queue up during each forward pass. One
-thread also means the model is only ever called from one thread, which MXNet requires.
+A lone request is not delayed, while under load the batches grow by themselves, because requests
+queue up during each forward pass. With ``max_wait_s`` > 0, a batch smaller than the previous
+one waits that long for the rest of the previous batch's requests to come back, so that steady
+load gives full batches instead of alternating big and tiny ones. One batching thread also
+means the model is only ever called from one thread, which MXNet requires.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._last_size = 1  # only touched by the batching thread
 
     def submit(self, image: np.ndarray) -> Future:
         """Queue one preprocessed ``CxHxW`` image; the future gives its output row."""
@@ -80,11 +83,15 @@ class MicroBatcher:
                 self._thread.start()
 
     def _collect(self, first: _Item) -> tuple[list[_Item], bool]:
+        # Take what is queued; while the batch is smaller than the previous one (requests of
+        # the last batch are coming back), wait up to max_wait_s for them. A lone client
+        # never waits: its previous batch had one image.
         items, stop = [first], False
         deadline = time.monotonic() + self._max_wait_s
+        expected = min(self._max_batch, self._last_size)
         while len(items) < self._max_batch:
+            timeout = deadline - time.monotonic() if len(items) < expected else 0.0
             try:
-                timeout = deadline - time.monotonic()
                 item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
@@ -92,6 +99,7 @@ class MicroBatcher:
                 stop = True
                 break
             items.append(item)
+        self._last_size = len(items)
         return items, stop
 
     def _loop(self) -> None:

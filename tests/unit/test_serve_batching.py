@@ -4,6 +4,7 @@ caller, failures reach every caller of the batch."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -106,3 +107,34 @@ def test_nothing_starts_before_first_use() -> None:
     before = threading.active_count()
     MicroBatcher(SlowDouble(), max_batch=4)
     assert threading.active_count() == before
+
+
+def test_with_a_wait_a_small_batch_waits_for_the_previous_batch_size() -> None:
+    forward = SlowDouble()
+    batcher = MicroBatcher(forward, max_batch=8, max_wait_s=0.5)
+    try:
+        forward.release.clear()
+        first = batcher.submit(np.ones(1))  # a batch of one, held in the forward pass
+        while batcher._queue.qsize():
+            pass
+        queued = [batcher.submit(np.ones(1)) for _ in range(3)]  # the next batch: 3
+        forward.release.set()
+        [f.result(5) for f in [first, *queued]]
+        lone = batcher.submit(np.ones(1))  # waits for the previous batch size...
+        time.sleep(0.05)
+        late = [batcher.submit(np.ones(1)) for _ in range(2)]  # ...which comes back late
+        [f.result(5) for f in [lone, *late]]
+        assert forward.sizes == [1, 3, 3]
+    finally:
+        batcher.close()
+
+
+def test_a_lone_client_never_waits() -> None:
+    batcher = MicroBatcher(SlowDouble(), max_batch=8, max_wait_s=5.0)
+    try:
+        start = time.monotonic()
+        for _ in range(3):
+            batcher.run(np.ones((1, 1)), timeout=5)
+        assert time.monotonic() - start < 1.0
+    finally:
+        batcher.close()
