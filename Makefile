@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help venv lock lint format test test-unit test-integration test-container bench clean
+.PHONY: help venv lock lint format test test-unit test-integration test-container bench bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,19 @@ test-container: venv  ## builds the CPU and GPU images and runs them (starts a D
 
 test: lint  ## the whole suite: lint, unit, integration, container, cloud
 	$(BIN)/pytest tests -q
+
+BENCH_VENV := .venv-bench
+
+$(BENCH_VENV)/bin/activate: requirements/bench.in $(LOCK)
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r requirements/bench.in -c $(LOCK)
+	touch $(BENCH_VENV)/bin/activate
+
+bench-venv: $(BENCH_VENV)/bin/activate  ## .venv-bench: torch + torchvision for the benchmark peers (gluoncv refuses torch>=2)
+
+bench: venv bench-venv  ## trainer benchmark: loader and ResNet-18 training vs mx.image.ImageIter and torchvision (~5 min)
+	$(BIN)/python benchmarks/bench_train.py --torch-python $(BENCH_VENV)/bin/python
 
 clean:  ## remove caches (not the venv)
 	rm -rf .pytest_cache .ruff_cache
