@@ -163,8 +163,9 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         ("SERVE_BATCH_WAIT_MS",),
         0.0,
         _non_negative_float,
-        "how long a forward pass waits for more images once one is queued (0: take only "
-        "what is already waiting)",
+        "under steady load, how long a batch smaller than the previous one waits for the rest "
+        "(0: take only what is waiting; a lone client never waits; may help on a GPU, did "
+        "not on 2 CPU cores)",
     ),
     EnvVar(
         "max_image_pixels",
