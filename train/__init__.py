@@ -1,1 +1,1 @@
-"""Training: SageMaker channels -> packed RecordIO -> ResNet fine-tuning -> the built-in's model files."""
+"""Training: SageMaker channels -> RecordIO -> ResNet fine-tuning -> the built-in's model."""
