@@ -13,8 +13,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-PALETTE = [(220, 40, 40), (40, 200, 60), (50, 80, 230), (230, 200, 40), (200, 60, 210),
-           (40, 210, 210), (250, 140, 30), (120, 120, 120)]
+PALETTE = [
+    (220, 40, 40),
+    (40, 200, 60),
+    (50, 80, 230),
+    (230, 200, 40),
+    (200, 60, 210),
+    (40, 210, 210),
+    (250, 140, 30),
+    (120, 120, 120),
+]
 
 
 def make_image(label: int, rng: random.Random, size: tuple[int, int] = (64, 64)) -> np.ndarray:
@@ -35,8 +43,9 @@ def make_image(label: int, rng: random.Random, size: tuple[int, int] = (64, 64))
 def write_jpeg(path: Path, image_rgb: np.ndarray, quality: int = 90) -> None:
     """Write an RGB image as JPEG (creating folders)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_JPEG_QUALITY, quality])
+    cv2.imwrite(
+        str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,14 @@ class Item:
     relpath: str
 
 
-def make_class_folders(root: Path, num_classes: int, per_class: int, *, seed: int = 0,
-                       size_range: tuple[int, int] = (40, 72)) -> list[Item]:
+def make_class_folders(
+    root: Path,
+    num_classes: int,
+    per_class: int,
+    *,
+    seed: int = 0,
+    size_range: tuple[int, int] = (40, 72),
+) -> list[Item]:
     """Write ``root/class_<k>/img_<i>.jpg`` images and return them as items."""
     rng = random.Random(seed)
     items = []
@@ -72,9 +87,15 @@ def write_lst(path: Path, items: list[Item], *, float_labels: bool = False) -> N
     path.write_text("\n".join(lines) + "\n")
 
 
-def make_sagemaker_tree(base: Path, *, num_classes: int = 3, train_per_class: int = 32,
-                        val_per_class: int = 8, hyperparameters: dict[str, str] | None = None,
-                        seed: int = 0) -> Path:
+def make_sagemaker_tree(
+    base: Path,
+    *,
+    num_classes: int = 3,
+    train_per_class: int = 32,
+    val_per_class: int = 8,
+    hyperparameters: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Path:
     """A SageMaker ``/opt/ml`` tree with the four channels of the built-in's .lst format.
 
     Returns ``base``. ``hyperparameters`` are written as strings to hyperparameters.json.
@@ -88,13 +109,15 @@ def make_sagemaker_tree(base: Path, *, num_classes: int = 3, train_per_class: in
     write_lst(data / "validation_lst" / "validation.lst", val_items, float_labels=True)
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
-    hps = {"num_classes": str(num_classes),
-           "num_training_samples": str(len(train_items))}
+    hps = {"num_classes": str(num_classes), "num_training_samples": str(len(train_items))}
     hps.update(hyperparameters or {})
     (config / "hyperparameters.json").write_text(json.dumps(hps))
-    channels = {name: {"ContentType": "application/x-image", "TrainingInputMode": "File"}
-                for name in ("train", "validation", "train_lst", "validation_lst")}
+    channels = {
+        name: {"ContentType": "application/x-image", "TrainingInputMode": "File"}
+        for name in ("train", "validation", "train_lst", "validation_lst")
+    }
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
     (config / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+    )
     return base

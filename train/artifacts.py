@@ -42,6 +42,9 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        # mkstemp creates 0600 files: give the model the usual 0644, so that a server running
+        # as another user (compose's OIC_UID, a non-root container) can read it.
+        os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
