@@ -112,3 +112,9 @@ def test_locate_model_on_an_empty_dir_lists_all_three(tmp_path):
     reason = str(info.value).split("(expected")[0]
     for name in (artifacts.SYMBOL_FILE, artifacts.SHAPES_FILE, "image-classification-NNNN"):
         assert name in reason
+
+
+def test_atomic_writes_are_readable_by_other_users(tmp_path):
+    target = tmp_path / "model" / "classes.json"
+    artifacts.atomic_write_json(target, {"classes": ["a"]})
+    assert target.stat().st_mode & 0o777 == 0o644
