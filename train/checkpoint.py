@@ -93,6 +93,19 @@ def restore(directory: Path, state: LoopState, net, trainer, ctx: list) -> None:
     )
 
 
-def restore_best(directory: Path, net, ctx: list) -> None:
-    """Load the best-validation weights saved so far (to export the final model)."""
-    net.load_parameters(str(directory / BEST_FILE), ctx=ctx)
+def restore_best(directory: Path, net) -> None:
+    """Load the best-validation weights saved so far (to export the final model).
+
+    The values are copied into the existing arrays: ``load_parameters`` would ask a
+    multi-host trainer to reset its distributed KVStore, which MXNet refuses.
+    """
+    import mxnet as mx
+
+    saved = mx.nd.load(str(directory / BEST_FILE))
+    params = net._collect_params_with_prefix()  # the names save_parameters wrote
+    missing = sorted(set(params) - set(saved))
+    if missing:
+        raise RuntimeError(f"{directory / BEST_FILE} lacks {', '.join(missing[:5])}")
+    for name, param in params.items():
+        for array in param.list_data():
+            saved[name].copyto(array)

@@ -316,10 +316,10 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     cfg, model_dir = run.cfg, run.paths.model_dir
     if cfg.checkpoint_frequency is None:
         if state.best_epoch not in artifacts.params_epochs(model_dir):
-            checkpoint.restore_best(run.topology.checkpoint_dir, run.net, run.ctx)
+            checkpoint.restore_best(run.topology.checkpoint_dir, run.net)
             _export(run, state.best_epoch, keep_others=False)
         else:
-            checkpoint.restore_best(run.topology.checkpoint_dir, run.net, run.ctx)
+            checkpoint.restore_best(run.topology.checkpoint_dir, run.net)
     elif state.epoch not in artifacts.params_epochs(model_dir):
         _export(run, state.epoch, keep_others=True)
     out = run.paths.output_data_dir

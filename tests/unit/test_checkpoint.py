@@ -91,7 +91,7 @@ def test_restore_best_loads_the_best_weights(tmp_path):
     _step(net, trainer)
     state.epoch = 2
     checkpoint.save(tmp_path, state, net, trainer, improved=False)
-    checkpoint.restore_best(tmp_path, net, [mx.cpu()])
+    checkpoint.restore_best(tmp_path, net)
     assert np.allclose(_weights(net), best)
 
 
