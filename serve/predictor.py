@@ -112,7 +112,7 @@ class MXNetPredictor:
 
     def __init__(
         self,
-        blocks: tuple[Any, Any],
+        block: Any,
         info: ModelInfo,
         ctx: Any,
         *,
@@ -121,7 +121,7 @@ class MXNetPredictor:
         timeout: float | None = None,
     ):
         self.info = info
-        self._single, self._batched = blocks
+        self._block = block
         self._ctx = ctx
         self._timeout = timeout
         self._batcher = MicroBatcher(self._forward, max_batch=max_batch, max_wait_s=max_wait_s)
@@ -148,13 +148,8 @@ class MXNetPredictor:
         from train.model import load_for_inference
 
         ctx = inference_context()
-        # Two copies of the graph: one only ever runs single images, the other batches. MXNet's
-        # static allocation plans memory for the largest batch a graph has seen, after which
-        # single images run slower (ResNet-18 at 224 on 2 cores: 12.5 ms fresh, 17 ms once a
-        # batch of 16 has run), and single images are what a lone client's latency is made of.
-        single, batched = (load_for_inference(files, ctx) for _ in range(2))
-        warm_up = single(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
-        batched(mx.nd.zeros((2, *files.image_shape), ctx=ctx)).asnumpy()
+        block = load_for_inference(files, ctx)
+        warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
         info = ModelInfo(
             image_shape=files.image_shape,
             resize=files.resize,
@@ -171,7 +166,7 @@ class MXNetPredictor:
             " (multi-label)" if info.multi_label else "",
         )
         return cls(
-            (single, batched),
+            block,
             info,
             ctx,
             max_batch=max_batch,
@@ -190,5 +185,4 @@ class MXNetPredictor:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         import mxnet as mx
 
-        block = self._single if len(batch) == 1 else self._batched
-        return block(mx.nd.array(batch, ctx=self._ctx)).asnumpy()
+        return self._block(mx.nd.array(batch, ctx=self._ctx)).asnumpy()
