@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from train.errors import ClientError
-from train.presets import AUGMENTATION_TYPES
+from train.presets import AUGMENTATION_TYPES, default_resize
 
 logger = logging.getLogger(__name__)
 
@@ -298,6 +298,12 @@ class TrainConfig:
     preprocess_threads: int = 0
     ps_port: int = 8000  # hyperparameter "_ps_port", as in the MXNet training toolkit
     ignored: tuple[str, ...] = field(default=(), compare=False)  # sagemaker_* keys seen
+
+    @property
+    def effective_resize(self) -> int:
+        """``resize``, or 256/224 x the crop size when it is not given (images are packed at
+        this size and the server resizes to it)."""
+        return self.resize or default_resize(self.image_shape[1], self.image_shape[2])
 
     @property
     def small_images(self) -> bool:

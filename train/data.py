@@ -184,8 +184,9 @@ def _pack(
         idx = source.rec.with_suffix(".idx")
         return records.PackedSet(source.rec, idx, count)
     _, height, width = cfg.image_shape
-    resize = cfg.resize or presets.default_resize(height, width)
-    settings = records.PackSettings(resize, lossless, (height, width), cfg.max_image_pixels)
+    settings = records.PackSettings(
+        cfg.effective_resize, lossless, (height, width), cfg.max_image_pixels
+    )
     entries = list(source.entries or [])
     if not lossless:
         # Records in random order (im2rec shuffles too): lists are usually sorted by class, and

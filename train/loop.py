@@ -228,14 +228,8 @@ def _write_model_metadata(run: Run) -> None:
     hps.update(
         num_classes=str(run.spec.num_classes), num_training_samples=str(run.spec.train.count)
     )
-    hps.setdefault("resize", str(_effective_resize(run.cfg)))
+    hps.setdefault("resize", str(run.cfg.effective_resize))
     artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hps)
-
-
-def _effective_resize(cfg: TrainConfig) -> int:
-    from train.presets import default_resize
-
-    return cfg.resize or default_resize(cfg.image_shape[1], cfg.image_shape[2])
 
 
 def _export(run: Run, epoch_number: int, *, keep_others: bool) -> None:
@@ -315,11 +309,9 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     """Make sure the model dir holds the right model, then write the reports."""
     cfg, model_dir = run.cfg, run.paths.model_dir
     if cfg.checkpoint_frequency is None:
+        checkpoint.restore_best(run.topology.checkpoint_dir, run.net)
         if state.best_epoch not in artifacts.params_epochs(model_dir):
-            checkpoint.restore_best(run.topology.checkpoint_dir, run.net)
-            _export(run, state.best_epoch, keep_others=False)
-        else:
-            checkpoint.restore_best(run.topology.checkpoint_dir, run.net)
+            _export(run, state.best_epoch, keep_others=False)  # resumed on a fresh host
     elif state.epoch not in artifacts.params_epochs(model_dir):
         _export(run, state.epoch, keep_others=True)
     out = run.paths.output_data_dir
