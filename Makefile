@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help venv lock lint format test test-unit test-integration test-container bench bench-venv clean
+.PHONY: help venv deps lock lint format test test-unit test-integration test-container bench bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ $(BIN)/activate: requirements/dev.in $(LOCK)
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate  ## build .venv with every package pinned by requirements/lock.txt
+
+deps: venv  ## host packages the tests need (nginx, Docker engine, debootstrap, gcc): installs as root, else lists them
+	tests/host-deps
 
 lock:  ## re-resolve requirements/*.in into requirements/lock.txt (needs the network)
 	rm -rf /tmp/oic-lock && $(PYTHON) -m venv /tmp/oic-lock
@@ -36,13 +39,13 @@ format: venv  ## apply ruff's fixes and formatting
 test-unit: venv  ## fast tests, no training
 	$(BIN)/pytest tests/unit -q
 
-test-integration: venv  ## really trains small models on the CPU
+test-integration: venv deps  ## really trains small models on the CPU
 	$(BIN)/pytest tests/integration -q
 
-test-container: venv  ## builds the CPU and GPU images and runs them (starts a Docker engine if needed)
+test-container: venv deps  ## builds the CPU and GPU images and runs them (starts a Docker engine if needed)
 	$(BIN)/pytest tests/container -q
 
-test: lint  ## the whole suite: lint, unit, integration, container, cloud
+test: lint deps  ## the whole suite: lint, unit, integration, container, cloud (runs deps first)
 	$(BIN)/pytest tests -q
 
 BENCH_VENV := .venv-bench
