@@ -5,10 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help venv deps lock lint format test test-unit test-integration test-container bench bench-venv clean
+.PHONY: help up venv deps lock lint format test test-unit test-integration test-container bench bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+up:  ## docker compose up with the profile this machine can run (GPU if usable, else CPU), checked before any build
+	scripts/up
 
 $(BIN)/activate: requirements/dev.in $(LOCK)
 	$(PYTHON) -m venv $(VENV)
