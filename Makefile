@@ -13,7 +13,15 @@ help:  ## list the targets
 up:  ## docker compose up with the profile this machine can run (GPU if usable, else CPU), checked before any build
 	scripts/up
 
+# What `make venv` needs from the machine, checked first so that a missing one is named, not
+# buried in pip's output (sagemaker-training compiles a C extension).
+VENV_NEEDS := apt-get install -y python3.11 python3.11-venv python3.11-dev gcc
+
 $(BIN)/activate: requirements/dev.in $(LOCK)
+	@command -v $(PYTHON) >/dev/null || { echo "make venv: $(PYTHON) not found ($(VENV_NEEDS))"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "make venv: $(PYTHON) has no venv/ensurepip module ($(VENV_NEEDS))"; exit 1; }
+	@$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { echo "make venv: the Python headers are missing ($(VENV_NEEDS))"; exit 1; }
+	@command -v gcc >/dev/null || { echo "make venv: no C compiler: sagemaker-training builds a C extension ($(VENV_NEEDS))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.in -c $(LOCK)
