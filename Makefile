@@ -25,6 +25,7 @@ $(BIN)/activate: requirements/dev.in $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.in -c $(LOCK)
+	requirements/headless-opencv.sh $(BIN)/pip
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(BIN)/activate
 
