@@ -1,0 +1,183 @@
+"""Download one weight file from the first source that has it intact.
+
+Sources are tried in the user's order (``IC_WEIGHT_SOURCES``: comma-separated names, each
+optionally ``name=base_url`` for a mirror; ``HF_ENDPOINT`` and ``MXNET_GLUON_REPO`` keep their
+usual meaning). Every download goes to a temporary file in the target folder and is checked
+against the published checksum before it is renamed into place, so a failed or tampered download
+leaves nothing behind; each failure is logged with its URL and reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from train.weights.catalog import GLUONCV_ZIP, SOURCES, SourceFile, WeightFile
+
+logger = logging.getLogger(__name__)
+
+SOURCES_ENV = "IC_WEIGHT_SOURCES"
+DEFAULT_BASES = {
+    "huggingface": "https://huggingface.co/",
+    "pytorch": "https://download.pytorch.org/models/",
+    "gluoncv": "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/",
+}
+_BASE_ENVS = {"huggingface": "HF_ENDPOINT", "gluoncv": "MXNET_GLUON_REPO"}
+_CHUNK = 1 << 20
+TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One URL that did not give a good file, and why."""
+
+    url: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.reason}"
+
+
+class FetchFailed(Exception):
+    """No source gave the file; ``failures`` lists every URL tried and why it failed."""
+
+    def __init__(self, failures: list[Failure]):
+        super().__init__("; ".join(map(str, failures)) or "no source configured")
+        self.failures = failures
+
+
+def source_bases(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{source name: base URL}`` in the order to try, from ``IC_WEIGHT_SOURCES``.
+
+    Raises:
+        ValueError: for a name that is not a known source.
+    """
+    env = os.environ if environ is None else environ
+    spec = env.get(SOURCES_ENV, "").strip() or ",".join(SOURCES)
+    bases: dict[str, str] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, _, base = item.partition("=")
+        if name not in SOURCES:
+            raise ValueError(
+                f"{SOURCES_ENV}={spec!r}: unknown source {name!r}; use a comma-separated list "
+                f"of {', '.join(SOURCES)}, each optionally name=https://mirror/"
+            )
+        base = base or env.get(_BASE_ENVS.get(name, ""), "") or DEFAULT_BASES[name]
+        bases[name] = base if base.endswith("/") else base + "/"
+    return bases
+
+
+def _download(url: str, target: Path) -> None:
+    """Stream ``url`` into ``target`` (requests honours HTTPS_PROXY and REQUESTS_CA_BUNDLE)."""
+    import requests
+
+    with requests.get(url, stream=True, timeout=TIMEOUT_S) as response:
+        response.raise_for_status()
+        with open(target, "wb") as out:
+            for chunk in response.iter_content(_CHUNK):
+                out.write(chunk)
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _unzip_params(archive: Path, target: Path) -> None:
+    """GluonCV's zip holds one ``.params`` file: move its content to ``target``."""
+    with zipfile.ZipFile(archive) as zf:
+        members = [n for n in zf.namelist() if n.endswith(".params")]
+        if len(members) != 1:
+            raise ValueError(f"the zip holds {len(members)} .params files, expected 1")
+        with zf.open(members[0]) as src, open(target, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+
+
+def _verify(source: SourceFile, path: Path) -> None:
+    if source.checksum is None:
+        logger.warning(
+            "No published checksum is pinned for %s; sha256 %s (pin it in the catalog)",
+            source.path,
+            file_digest(path, "sha256"),
+        )
+        return
+    actual = file_digest(path, source.checksum.algorithm)
+    if not source.checksum.matches(actual):
+        raise ValueError(
+            f"{source.checksum.algorithm} {actual} does not match the published "
+            f"{source.checksum.value}"
+        )
+
+
+def fetch_one(source: SourceFile, base: str, folder: Path) -> Path:
+    """Download ``source`` from ``base`` into ``folder`` and verify it; return the file.
+
+    The result is a raw downloaded file (safetensors, .pth, or GluonCV's extracted .params);
+    nothing is left in ``folder`` when this raises.
+    """
+    url = base + source.path
+    fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _download(url, tmp)
+        if source.fmt == GLUONCV_ZIP:
+            of_member = source.checksum is not None and source.checksum.of_member
+            if not of_member:
+                _verify(source, tmp)
+            extracted = tmp.with_suffix(".params")
+            try:
+                _unzip_params(tmp, extracted)
+                if of_member:
+                    _verify(source, extracted)
+            except BaseException:
+                extracted.unlink(missing_ok=True)
+                raise
+            extracted.replace(tmp)
+        else:
+            _verify(source, tmp)
+        return tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fetch(
+    weights: WeightFile, folder: Path, bases: Mapping[str, str]
+) -> tuple[Path, SourceFile, str]:
+    """The first good download of ``weights`` over the sources in ``bases`` order.
+
+    Returns ``(temporary file in folder, the source's entry, url)``; the caller converts it.
+
+    Raises:
+        FetchFailed: listing every URL tried.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    by_source = {f.source: f for f in weights.files}
+    failures: list[Failure] = []
+    for name, base in bases.items():
+        source = by_source.get(name)
+        if source is None:
+            continue
+        url = base + source.path
+        logger.info("Downloading %s ResNet-%d from %s", weights.set_name, weights.depth, url)
+        try:
+            return fetch_one(source, base, folder), source, url
+        except Exception as exc:  # noqa: BLE001 - network, HTTP, TLS, checksum: try the next
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            logger.warning("Could not use %s: %s", url, reason)
+            failures.append(Failure(url, reason))
+    raise FetchFailed(failures)
