@@ -38,7 +38,7 @@ class UnreadableWeights(ValueError):
 def _rebuild_tensor(storage, offset, size, stride, *_ignored):
     """``torch._utils._rebuild_tensor_v2``: a strided view into a storage, copied out."""
     if not size:
-        return storage[offset].copy()
+        return np.array(storage[offset])
     itemsize = storage.itemsize
     view = np.lib.stride_tricks.as_strided(
         storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
