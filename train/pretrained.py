@@ -124,15 +124,19 @@ def download(
     failures: list[fetch.Failure] = []
     for weights in candidates:
         try:
-            raw, source, url = fetch.fetch(weights, cache, bases)
+            got = fetch.fetch(weights, cache, bases)
         except fetch.FetchFailed as exc:
             failures.extend(exc.failures)
             continue
+        failures.extend(got.failures)
         try:
-            materialise(weights, raw, source.fmt, cache / weights.cache_name)
+            materialise(weights, got.path, got.source.fmt, cache / weights.cache_name)
         finally:
-            raw.unlink(missing_ok=True)
-        origin = f"{weights.set_name} ({weights.top1} ImageNet top-1) from {source.source}: {url}"
+            got.path.unlink(missing_ok=True)
+        origin = (
+            f"{weights.set_name} ({weights.top1} ImageNet top-1) from {got.source.source}: "
+            f"{got.url}"
+        )
         return Weights(cache / weights.cache_name, weights.variant, origin), failures
     raise fetch.FetchFailed(failures)
 

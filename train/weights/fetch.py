@@ -155,12 +155,20 @@ def fetch_one(source: SourceFile, base: str, folder: Path) -> Path:
         raise
 
 
-def fetch(
-    weights: WeightFile, folder: Path, bases: Mapping[str, str]
-) -> tuple[Path, SourceFile, str]:
-    """The first good download of ``weights`` over the sources in ``bases`` order.
+@dataclass(frozen=True)
+class Fetched:
+    """A verified download: the temporary ``path``, the ``source`` entry and ``url`` it came
+    from, and the ``failures`` of the sources tried before it."""
 
-    Returns ``(temporary file in folder, the source's entry, url)``; the caller converts it.
+    path: Path
+    source: SourceFile
+    url: str
+    failures: list[Failure]
+
+
+def fetch(weights: WeightFile, folder: Path, bases: Mapping[str, str]) -> Fetched:
+    """The first good download of ``weights`` over the sources in ``bases`` order; the caller
+    converts and removes the file.
 
     Raises:
         FetchFailed: listing every URL tried.
@@ -175,7 +183,7 @@ def fetch(
         url = base + source.path
         logger.info("Downloading %s ResNet-%d from %s", weights.set_name, weights.depth, url)
         try:
-            return fetch_one(source, base, folder), source, url
+            return Fetched(fetch_one(source, base, folder), source, url, failures)
         except Exception as exc:  # noqa: BLE001 - network, HTTP, TLS, checksum: try the next
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             logger.warning("Could not use %s: %s", url, reason)
