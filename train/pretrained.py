@@ -85,12 +85,13 @@ def _from_cache(cache: Path, candidates: list[catalog.WeightFile]) -> Weights | 
     for weights in candidates:
         path = cache / weights.cache_name
         if path.is_file():
-            return Weights(path, weights.variant, f"{weights.set_name} in the cache {cache}")
+            origin = f"the model-zoo cache: {path} ({weights.set_name}, {weights.top1} top-1)"
+            return Weights(path, weights.variant, origin)
     if candidates and any(w.set_name == "gluoncv_v1" for w in candidates) and cache.is_dir():
         depth = candidates[0].depth
         legacy = sorted(cache.glob(f"resnet{depth}_v1-*.params"))
         if legacy:
-            return _gluon_weights(legacy[0], depth, f"gluoncv_v1 in the cache {cache}")
+            return _gluon_weights(legacy[0], depth, f"the model-zoo cache: {legacy[0]}")
     return None
 
 
@@ -195,7 +196,9 @@ def locate_weights(
                 failures = getattr(exc, "failures", [fetch.Failure("-", str(exc))])
                 message = unreachable_message(num_layers, failures, building=False)
                 raise ClientError(message) from None
-    logger.info("Using pretrained weights (%s) from %s", weights.variant, weights.origin)
+    logger.info(
+        "Using pretrained weights from %s (network variant %s)", weights.origin, weights.variant
+    )
     return weights
 
 

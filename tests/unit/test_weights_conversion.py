@@ -4,7 +4,6 @@ make_torchvision_expected.py, run once in a venv with torch)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mxnet as mx
@@ -12,12 +11,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tests.fixtures.seeded_resnet import LOGITS_KEPT, fixed_input, seeded_state
+from tests.fixtures.seeded_resnet import LOGITS_KEPT, expected, fixed_input, seeded_state
 from train import model, pretrained
 from train.weights import convert, readers
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-EXPECTED = json.loads((FIXTURES / "torchvision_resnet.json").read_text())
+EXPECTED = expected()
 TOLERANCE = 1e-4
 
 
