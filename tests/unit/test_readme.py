@@ -8,8 +8,10 @@ import pytest
 
 from train.config import SPECS
 from train.metric_lines import METRIC_DEFINITIONS
+from train.weights import catalog
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+WEIGHTS_DOC = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -30,3 +32,14 @@ def test_readme_names_no_unknown_hyperparameter():
     ]
     names = {row.split("`")[1] for row in rows}
     assert names == set(SPECS)
+
+
+@pytest.mark.parametrize("weights", catalog.WEIGHT_FILES, ids=lambda w: w.cache_name)
+def test_the_weights_doc_lists_every_catalog_row(weights: catalog.WeightFile):
+    row = f"| {weights.depth} | `{weights.set_name}` | `{weights.gluon_name}` | {weights.top1} |"
+    assert row in WEIGHTS_DOC
+
+
+def test_the_weights_doc_lists_no_other_row():
+    rows = [line for line in WEIGHTS_DOC.splitlines() if line.startswith(("| 1", "| 3", "| 5"))]
+    assert len(rows) == len(catalog.WEIGHT_FILES)
