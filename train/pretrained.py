@@ -17,14 +17,16 @@ Command line (``python -m train.pretrained``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 
 from train.errors import ClientError
-from train.weights import catalog, convert, fetch, readers
+from train.weights import catalog, convert, fetch, readers, store
+from train.weights.store import Weights
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +34,6 @@ MODEL_ZOO_DIR_ENV = "IC_MODEL_ZOO_DIR"
 DEFAULT_MODEL_ZOO_DIR = "~/.mxnet/models"
 PRETRAINED_CHANNEL = "pretrained"
 IMAGENET_LAYERS = catalog.IMAGENET_DEPTHS
-
-
-@dataclass(frozen=True)
-class Weights:
-    """A GluonCV-layout ``.params`` file, the network ``variant`` it fits, and its origin."""
-
-    path: Path
-    variant: str
-    origin: str
 
 
 def model_zoo_dir(environ: dict[str, str] | None = None) -> Path:
@@ -75,11 +68,6 @@ def _from_channel(channel: Path, num_layers: int) -> Path | None:
     return None
 
 
-def _gluon_weights(path: Path, num_layers: int, origin: str) -> Weights:
-    names = list(readers.read_params(path))
-    return Weights(path, convert.gluon_variant(names, num_layers), origin)
-
-
 def _from_cache(cache: Path, candidates: list[catalog.WeightFile]) -> Weights | None:
     """A cached file of the first candidate, or GluonCV's own ``resnet<N>_v1-<hash>.params``."""
     for weights in candidates:
@@ -91,55 +79,8 @@ def _from_cache(cache: Path, candidates: list[catalog.WeightFile]) -> Weights | 
         depth = candidates[0].depth
         legacy = sorted(cache.glob(f"resnet{depth}_v1-*.params"))
         if legacy:
-            return _gluon_weights(legacy[0], depth, f"the model-zoo cache: {legacy[0]}")
+            return store.gluon_weights(legacy[0], depth, f"the model-zoo cache: {legacy[0]}")
     return None
-
-
-def materialise(weights: catalog.WeightFile, raw: Path, fmt: str, target: Path) -> None:
-    """Move ``raw`` (a verified download in ``fmt``) to ``target`` in GluonCV layout."""
-    if fmt == catalog.GLUONCV_ZIP:
-        os.replace(raw, target)
-        return
-    arrays = convert.torchvision_to_gluon(readers.read_weights(raw), weights.depth)
-    save_params(arrays, target)
-
-
-def save_params(arrays: dict, target: Path) -> None:
-    """Save numpy arrays as an MXNet ``.params`` file (atomically)."""
-    import mxnet as mx
-
-    from train.artifacts import atomic_write
-
-    nd = {k: mx.nd.array(v, dtype="float32") for k, v in arrays.items()}
-    atomic_write(target, lambda tmp: mx.nd.save(str(tmp), nd))
-
-
-def download(
-    candidates: list[catalog.WeightFile], cache: Path, bases: dict[str, str]
-) -> tuple[Weights, list[fetch.Failure]]:
-    """The first candidate any source gives, converted into ``cache``.
-
-    Raises:
-        fetch.FetchFailed: with every failed URL, when no candidate could be downloaded.
-    """
-    failures: list[fetch.Failure] = []
-    for weights in candidates:
-        try:
-            got = fetch.fetch(weights, cache, bases)
-        except fetch.FetchFailed as exc:
-            failures.extend(exc.failures)
-            continue
-        failures.extend(got.failures)
-        try:
-            materialise(weights, got.path, got.source.fmt, cache / weights.cache_name)
-        finally:
-            got.path.unlink(missing_ok=True)
-        origin = (
-            f"{weights.set_name} ({weights.top1} ImageNet top-1) from {got.source.source}: "
-            f"{got.url}"
-        )
-        return Weights(cache / weights.cache_name, weights.variant, origin), failures
-    raise fetch.FetchFailed(failures)
 
 
 def unreachable_message(depth: int, failures: list[fetch.Failure], *, building: bool) -> str:
@@ -179,7 +120,9 @@ def locate_weights(
     """
     found = _from_channel(channel, num_layers)
     if found:
-        weights = _gluon_weights(found, num_layers, f"the {PRETRAINED_CHANNEL} channel: {found}")
+        weights = store.gluon_weights(
+            found, num_layers, f"the {PRETRAINED_CHANNEL} channel: {found}"
+        )
     else:
         try:
             candidates = catalog.choices(num_layers, requested)
@@ -188,18 +131,31 @@ def locate_weights(
                 f"use_pretrained_model=1: {exc}. Give your own weights in a "
                 f"'{PRETRAINED_CHANNEL}' channel, or set use_pretrained_model=0."
             ) from None
-        weights = _from_cache(cache, candidates)
-        if weights is None:
-            try:
-                weights, _ = download(candidates, cache, fetch.source_bases())
-            except (fetch.FetchFailed, ValueError, OSError) as exc:
-                failures = getattr(exc, "failures", [fetch.Failure("-", str(exc))])
-                message = unreachable_message(num_layers, failures, building=False)
-                raise ClientError(message) from None
+        weights = _from_cache(cache, candidates) or _download_for_job(candidates, cache)
     logger.info(
         "Using pretrained weights from %s (network variant %s)", weights.origin, weights.variant
     )
     return weights
+
+
+def _download_for_job(candidates: list[catalog.WeightFile], cache: Path) -> Weights:
+    """Download at run time, into the cache or, when it is read-only (a non-root container),
+    into a temporary folder."""
+    try:
+        bases = fetch.source_bases()
+    except ValueError as exc:
+        raise ClientError(str(exc)) from None
+    with contextlib.suppress(OSError):
+        cache.mkdir(parents=True, exist_ok=True)
+    if not os.access(cache, os.W_OK):
+        fallback = Path(tempfile.gettempdir()) / "oic-weights"
+        logger.warning("The weights cache %s is read-only; downloading into %s", cache, fallback)
+        cache = fallback
+    try:
+        return store.download(candidates, cache, bases)[0]
+    except fetch.FetchFailed as exc:
+        message = unreachable_message(candidates[0].depth, exc.failures, building=False)
+        raise ClientError(message) from None
 
 
 class BakeFailed(Exception):
@@ -227,7 +183,7 @@ def bake(
         weights = _from_cache(cache, candidates)
         if weights is None:
             try:
-                weights, _ = download(candidates, cache, bases)
+                weights, _ = store.download(candidates, cache, bases)
             except fetch.FetchFailed as exc:
                 raise BakeFailed(unreachable_message(depth, exc.failures, building=True)) from None
         logger.info("ResNet-%d: %s (%s)", depth, weights.origin, weights.path.name)
@@ -237,71 +193,6 @@ def bake(
         for weights in chosen:
             shutil.copy2(weights.path, into / weights.path.name)
     return chosen
-
-
-def convert_file(source: Path, num_layers: int, out_dir: Path) -> tuple[Path, str]:
-    """A weights file from elsewhere -> ``out_dir/<gluoncv name>.params``; returns (path, name).
-
-    The result loads with ``gluoncv.model_zoo.get_model(name).load_parameters(path)``.
-    """
-    arrays = readers.read_weights(source)
-    names = list(arrays)
-    if convert.is_torchvision_layout(names):
-        arrays = convert.torchvision_to_gluon(arrays, num_layers)
-        variant = convert.variant_for(num_layers)
-    else:
-        variant = convert.gluon_variant(names, num_layers)
-    name = f"resnet{num_layers}_{variant}"
-    target = out_dir / f"{name}.params"
-    save_params(arrays, target)
-    check_loads(target, name)
-    return target, name
-
-
-def check_loads(path: Path, gluon_name: str) -> None:
-    """Load ``path`` into GluonCV's ``gluon_name`` network: every parameter, right shapes.
-
-    Raises:
-        readers.UnreadableWeights: naming the mismatch.
-    """
-    from gluoncv.model_zoo import get_model
-    from mxnet.base import MXNetError
-
-    try:
-        get_model(gluon_name).load_parameters(str(path))
-    except (AssertionError, MXNetError) as exc:
-        raise readers.UnreadableWeights(
-            f"{path.name} does not fit GluonCV's {gluon_name}: {str(exc).splitlines()[0][:300]}"
-        ) from None
-
-
-def check_sources(workdir: Path) -> int:
-    """Download every catalog file from every source, verify and load it; print sha256 values.
-
-    Returns the number of files that failed (0: every host serves what the catalog says).
-    """
-    bases = fetch.source_bases()
-    failed = 0
-    for weights in catalog.WEIGHT_FILES:
-        for source in weights.files:
-            if source.source not in bases:
-                continue
-            url = bases[source.source] + source.path
-            try:
-                raw = fetch.fetch_one(source, bases[source.source], workdir)
-                try:
-                    sha256 = fetch.file_digest(raw, "sha256")
-                    target = workdir / weights.cache_name
-                    materialise(weights, raw, source.fmt, target)
-                    check_loads(target, weights.gluon_name)
-                    target.unlink()
-                finally:
-                    raw.unlink(missing_ok=True)
-                print(f"OK    {weights.set_name:15} {weights.depth:3} {url} sha256={sha256}")
-            except Exception as exc:  # noqa: BLE001 - report every host, then fail
-                failed += 1
-                print(f"FAIL  {weights.set_name:15} {weights.depth:3} {url}: {exc}")
-    return failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,13 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.convert:
             if len(args.layers) != 1 or not args.out:
                 parser.error("--convert needs --layers N (one depth) and --out DIR")
-            path, name = convert_file(args.convert, args.layers[0], args.out)
+            path, name = store.convert_file(args.convert, args.layers[0], args.out)
             print(f"{path}\nload with: gluoncv.model_zoo.get_model({name!r}).load_parameters(...)")
         else:
-            import tempfile
-
             with tempfile.TemporaryDirectory(prefix="oic-weights-check-") as tmp:
-                return 1 if check_sources(Path(tmp)) else 0
+                return 1 if store.check_sources(Path(tmp)) else 0
     except (BakeFailed, readers.UnreadableWeights, convert.ConversionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -153,12 +153,12 @@ def test_torchvision_resnet50_weights_train_a_v1b_network_that_exports_and_reloa
     from safetensors.numpy import save_file
 
     from tests.fixtures.seeded_resnet import expected, seeded_state
-    from train import pretrained
+    from train.weights import store
 
     case = expected()["seeded"]["50"]
     save_file(seeded_state(case["manifest"], case["seed"]), str(tmp_path / "r50.safetensors"))
     channel = tiny_tree / "input" / "data" / "pretrained"
-    _, name = pretrained.convert_file(tmp_path / "r50.safetensors", 50, channel)
+    _, name = store.convert_file(tmp_path / "r50.safetensors", 50, channel)
     assert name == "resnet50_v1b"
     set_hyperparameters(tiny_tree, num_layers="50", use_pretrained_model="1", epochs="1")
     result = run_training(tiny_tree)

@@ -12,8 +12,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from tests.fixtures.seeded_resnet import LOGITS_KEPT, expected, fixed_input, seeded_state
-from train import model, pretrained
-from train.weights import convert, readers
+from train import model
+from train.weights import convert, readers, store
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPECTED = expected()
@@ -33,14 +33,14 @@ def test_seeded_safetensors_give_torchvisions_logits(tmp_path: Path, depth: str)
     state = seeded_state(case["manifest"], case["seed"])
     source = tmp_path / "model.safetensors"
     save_file(state, str(source))
-    params, name = pretrained.convert_file(source, int(depth), tmp_path / "out")
+    params, name = store.convert_file(source, int(depth), tmp_path / "out")
     assert name == {"18": "resnet18_v1", "50": "resnet50_v1b"}[depth]
     diff = np.abs(_mxnet_logits(params, name) - np.array(case["logits"])).max()
     assert diff < TOLERANCE, f"max abs diff {diff}"
 
 
 def test_a_real_torch_save_file_gives_torchvisions_logits(tmp_path: Path):
-    params, name = pretrained.convert_file(FIXTURES / "resnet18_strided.pth", 18, tmp_path)
+    params, name = store.convert_file(FIXTURES / "resnet18_strided.pth", 18, tmp_path)
     expected = np.array(EXPECTED["strided_pth"]["logits"])
     diff = np.abs(_mxnet_logits(params, name) - expected).max()
     assert diff < TOLERANCE, f"max abs diff {diff}"
@@ -75,7 +75,7 @@ def test_a_state_dict_of_another_network_is_refused(tmp_path: Path):
         {"fc.weight": np.zeros((2, 2), np.float32), "layer1.0.attn.qkv": np.zeros(1)}, str(source)
     )
     with pytest.raises(convert.ConversionError, match="layer1.0.attn.qkv"):
-        pretrained.convert_file(source, 18, tmp_path)
+        store.convert_file(source, 18, tmp_path)
 
 
 @pytest.mark.parametrize(("depth", "variant"), [(50, "v1"), (50, "v1b"), (18, "v1")])
@@ -84,5 +84,5 @@ def test_gluoncv_params_tell_their_variant(tmp_path: Path, depth: int, variant: 
     net.initialize()
     net(mx.nd.zeros((1, 3, 32, 32)))
     net.save_parameters(str(tmp_path / "user.params"))
-    params, name = pretrained.convert_file(tmp_path / "user.params", depth, tmp_path / "out")
+    params, name = store.convert_file(tmp_path / "user.params", depth, tmp_path / "out")
     assert name == f"resnet{depth}_{variant}"

@@ -20,7 +20,7 @@ import pytest
 
 from train import pretrained
 from train.errors import ClientError
-from train.weights import catalog, fetch
+from train.weights import catalog, fetch, store
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD = b"the good weights" * 100
@@ -91,7 +91,7 @@ def test_falls_back_past_an_unreachable_and_a_tampered_source(serve, tmp_path, c
     cache = tmp_path / "cache"
     bases = {"huggingface": unreachable, "pytorch": tampered, "gluoncv": good}
     with caplog.at_level(logging.INFO):
-        weights, failures = pretrained.download([_weight_file()], cache, bases)
+        weights, failures = store.download([_weight_file()], cache, bases)
     assert weights.path.read_bytes() == GOOD
     assert [f.url for f in failures] == [
         unreachable + "hf/model.safetensors",
