@@ -85,28 +85,32 @@ def _from_cache(cache: Path, candidates: list[catalog.WeightFile]) -> Weights | 
 
 def unreachable_message(depth: int, failures: list[fetch.Failure], *, building: bool) -> str:
     """What to do when no source gave the weights: during the image build, or in a job."""
-    tried = "; ".join(map(str, failures)) or "no source configured"
-    head = (
-        f"Could not download ImageNet weights for ResNet-{depth}. Tried: {tried}. "
+    why = (
         "The GluonCV/MXNet hosts are reported unreachable since 2024; the others need internet "
         "access (and, behind a TLS-inspecting proxy, its CA certificate)."
     )
-    mirror = f" A mirror: {fetch.SOURCES_ENV}=huggingface=https://your-mirror/,pytorch."
+    convert_hint = "convert a file downloaded elsewhere: python -m train.pretrained --convert FILE"
     if building:
+        tried = "".join(f"\n  {failure}" for failure in failures)
         return (
-            f"{head} Ways out: (1) build without weights, OIC_BAKE_WEIGHTS=0 docker compose "
-            "build (docker build: --build-arg BAKE_WEIGHTS=0), then give weights through the "
-            f"'{PRETRAINED_CHANNEL}' channel (convert a file downloaded elsewhere with python -m "
-            "train.pretrained --convert FILE --layers N --out DIR) or train with "
-            "use_pretrained_model=0; (2) behind a TLS-inspecting proxy, OIC_CA_BUNDLE=/path/to/"
-            f"ca.pem (docker build: --secret id=ca,src=ca.pem).{mirror}"
+            f"Could not download ImageNet weights for ResNet-{depth}. Tried:{tried}\n{why}\n"
+            "Ways out:\n"
+            "  - build without weights: OIC_BAKE_WEIGHTS=0 docker compose build (docker build: "
+            f"--build-arg BAKE_WEIGHTS=0), then give weights through the '{PRETRAINED_CHANNEL}' "
+            f"channel ({convert_hint} --layers N --out DIR) or set use_pretrained_model=0;\n"
+            "  - behind a TLS-inspecting proxy: OIC_CA_BUNDLE=/path/to/ca.pem (docker build: "
+            "--secret id=ca,src=ca.pem);\n"
+            "  - a mirror: OIC_WEIGHT_SOURCES=huggingface=https://mirror/,pytorch (docker build: "
+            "--build-arg WEIGHT_SOURCES=...)."
         )
+    tried = "; ".join(map(str, failures))
     return (
-        f"{head} Ways out: (1) a '{PRETRAINED_CHANNEL}' channel holding the weights as GluonCV "
-        ".params (convert a file downloaded elsewhere with python -m train.pretrained --convert "
-        "FILE --layers N --out DIR); (2) use_pretrained_model=0 (train from scratch); (3) an "
-        "image built with the weights baked in (BAKE_WEIGHTS=1); (4) behind a TLS-inspecting "
-        f"proxy, REQUESTS_CA_BUNDLE=/path/to/ca.pem in the job's environment.{mirror}"
+        f"use_pretrained_model=1 but no ImageNet weights for ResNet-{depth} could be downloaded. "
+        f"Ways out: (1) a '{PRETRAINED_CHANNEL}' channel holding them as GluonCV .params "
+        f"({convert_hint} --layers {depth} --out DIR); (2) use_pretrained_model=0 (train from "
+        "scratch); (3) an image built with the weights baked in; (4) behind a TLS-inspecting "
+        f"proxy, REQUESTS_CA_BUNDLE=/path/to/ca.pem in the job's environment; (5) a mirror in "
+        f"{fetch.SOURCES_ENV}. {why} Tried: {tried}."
     )
 
 

@@ -86,6 +86,25 @@ def _download(url: str, target: Path) -> None:
                 out.write(chunk)
 
 
+def describe(exc: Exception) -> str:
+    """A download failure in a few words a user can act on."""
+    import requests
+
+    errors = requests.exceptions
+    if isinstance(exc, errors.SSLError):
+        return "TLS certificate not trusted (behind a TLS-inspecting proxy? trust its CA)"
+    if isinstance(exc, errors.Timeout):
+        return f"no answer within {TIMEOUT_S} s"
+    if isinstance(exc, errors.ConnectionError):
+        if "resolve" in str(exc) or "NameResolution" in str(exc):
+            return "host name does not resolve (no internet access or no DNS)"
+        return "cannot connect (refused or unreachable)"
+    if isinstance(exc, errors.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
 def file_digest(path: Path, algorithm: str) -> str:
     """Hex digest of a file."""
     digest = hashlib.new(algorithm)
@@ -185,7 +204,7 @@ def fetch(weights: WeightFile, folder: Path, bases: Mapping[str, str]) -> Fetche
         try:
             return Fetched(fetch_one(source, base, folder), source, url, failures)
         except Exception as exc:  # noqa: BLE001 - network, HTTP, TLS, checksum: try the next
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            reason = describe(exc)
             logger.warning("Could not use %s: %s", url, reason)
             failures.append(Failure(url, reason))
     raise FetchFailed(failures)
