@@ -86,3 +86,9 @@ def test_gluoncv_params_tell_their_variant(tmp_path: Path, depth: int, variant: 
     net.save_parameters(str(tmp_path / "user.params"))
     params, name = store.convert_file(tmp_path / "user.params", depth, tmp_path / "out")
     assert name == f"resnet{depth}_{variant}"
+
+
+def test_a_file_of_another_depth_is_refused_and_nothing_is_written(tmp_path: Path):
+    with pytest.raises(readers.UnreadableWeights, match="Is ResNet-50 the depth of"):
+        store.convert_file(FIXTURES / "resnet18_strided.pth", 50, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -171,3 +171,15 @@ def test_the_bake_without_network_prints_a_message_not_a_traceback(tmp_path):
     assert "OIC_CA_BUNDLE" in result.stderr and "'pretrained' channel" in result.stderr
     assert "host name does not resolve" in error
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".download-")]
+
+
+def test_the_host_check_reports_every_file_of_every_source(tmp_path, monkeypatch, capsys):
+    closed = _closed_port_url()
+    monkeypatch.setenv(fetch.SOURCES_ENV, ",".join(f"{s}={closed}" for s in catalog.SOURCES))
+    failed = store.check_sources(tmp_path)
+    lines = capsys.readouterr().out.splitlines()
+    expected = [(w, f) for w in catalog.WEIGHT_FILES for f in w.files]
+    assert failed == len(lines) == len(expected)
+    for line, (weights, source) in zip(lines, expected, strict=True):
+        assert line.startswith("FAIL") and f"{closed}{source.path}: cannot connect" in line
+    assert list(tmp_path.iterdir()) == []

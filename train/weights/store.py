@@ -90,7 +90,13 @@ def convert_file(source: Path, num_layers: int, out_dir: Path) -> tuple[Path, st
     name = f"resnet{num_layers}_{variant}"
     target = out_dir / f"{name}.params"
     save_params(arrays, target)
-    check_loads(target, name)
+    try:
+        check_loads(target, name)
+    except readers.UnreadableWeights as exc:
+        target.unlink()
+        raise readers.UnreadableWeights(
+            f"{exc}. Is ResNet-{num_layers} the depth of {source.name}?"
+        ) from None
     return target, name
 
 
@@ -136,5 +142,5 @@ def check_sources(workdir: Path) -> int:
                 print(f"OK    {weights.set_name:15} {weights.depth:3} {url} sha256={sha256}")
             except Exception as exc:  # noqa: BLE001 - report every host, then fail
                 failed += 1
-                print(f"FAIL  {weights.set_name:15} {weights.depth:3} {url}: {exc}")
+                print(f"FAIL  {weights.set_name:15} {weights.depth:3} {url}: {fetch.describe(exc)}")
     return failed
