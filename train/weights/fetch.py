@@ -96,7 +96,7 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, errors.Timeout):
         return f"no answer within {TIMEOUT_S} s"
     if isinstance(exc, errors.ConnectionError):
-        if "resolve" in str(exc) or "NameResolution" in str(exc):
+        if any(sign in str(exc) for sign in ("NameResolutionError", "Failed to resolve")):
             return "host name does not resolve (no internet access or no DNS)"
         return "cannot connect (refused or unreachable)"
     if isinstance(exc, errors.HTTPError) and exc.response is not None:
