@@ -5,12 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help venv lock lint format test test-unit test-integration test-container check-weights bench bench-venv clean
+.PHONY: help up venv deps lock lint format test test-unit test-integration test-container check-weights bench bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+up:  ## docker compose up with the profile this machine can run (GPU if usable, else CPU), checked before any build
+	scripts/up
+
+# What `make venv` needs from the machine, checked first so that a missing one is named, not
+# buried in pip's output (sagemaker-training compiles a C extension).
+VENV_NEEDS := apt-get install -y python3.11 python3.11-venv python3.11-dev gcc
+
 $(BIN)/activate: requirements/dev.in $(LOCK)
+	@command -v $(PYTHON) >/dev/null || { echo "make venv: $(PYTHON) not found ($(VENV_NEEDS))"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "make venv: $(PYTHON) has no venv/ensurepip module ($(VENV_NEEDS))"; exit 1; }
+	@$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { echo "make venv: the Python headers are missing ($(VENV_NEEDS))"; exit 1; }
+	@command -v gcc >/dev/null || { echo "make venv: no C compiler: sagemaker-training builds a C extension ($(VENV_NEEDS))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.in -c $(LOCK)
@@ -18,6 +29,9 @@ $(BIN)/activate: requirements/dev.in $(LOCK)
 	touch $(BIN)/activate
 
 venv: $(BIN)/activate  ## build .venv with every package pinned by requirements/lock.txt
+
+deps: venv  ## host packages the tests need (nginx, Docker engine, debootstrap, gcc): installs as root, else lists them
+	tests/host-deps
 
 lock:  ## re-resolve requirements/*.in into requirements/lock.txt (needs the network)
 	rm -rf /tmp/oic-lock && $(PYTHON) -m venv /tmp/oic-lock
@@ -36,13 +50,13 @@ format: venv  ## apply ruff's fixes and formatting
 test-unit: venv  ## fast tests, no training
 	$(BIN)/pytest tests/unit -q
 
-test-integration: venv  ## really trains small models on the CPU
+test-integration: venv deps  ## really trains small models on the CPU
 	$(BIN)/pytest tests/integration -q
 
-test-container: venv  ## builds the CPU and GPU images and runs them (starts a Docker engine if needed)
+test-container: venv deps  ## builds the CPU and GPU images and runs them (starts a Docker engine if needed)
 	$(BIN)/pytest tests/container -q
 
-test: lint  ## the whole suite: lint, unit, integration, container, cloud
+test: lint deps  ## the whole suite: lint, unit, integration, container, cloud (runs deps first)
 	$(BIN)/pytest tests -q
 
 check-weights: venv  ## online machines: download every ImageNet weight file of docs/weights.md, verify, print sha256

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,13 +53,6 @@ def make_model_dir(
     hyperparameters = {"num_layers": str(num_layers), "resize": str(resize or "")}
     artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hyperparameters)
     return model_dir
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now, on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:

@@ -4,7 +4,6 @@ every request and refuses any that would leave this machine. No test touches AWS
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 from tests.datagen import make_class_folders
+from tests.ports import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -38,18 +38,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cloud)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """A moto server in this process (so tests can reach its backends), on a loopback port."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

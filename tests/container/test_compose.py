@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
 
 from tests.container.dockerctl import HOST_CA_BUNDLE, REPO, http, sh, wait_for_ping
 from tests.container.test_serve import jpeg_bytes
 from tests.container.test_train import assert_model_dir
+from tests.ports import free_port
 
 HYPERPARAMETERS = {
     "num_layers": "18",
@@ -26,12 +26,6 @@ HYPERPARAMETERS = {
     "image_shape": "3,64,64",
     "resize": "72",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _ComposeService:
@@ -49,7 +43,7 @@ class _ComposeService:
 
 
 def test_compose_cpu_profile_trains_on_sample_data_and_serves(cpu_image, tmp_path):
-    port = _free_port()
+    port = free_port()
     (tmp_path / "data").mkdir()
     hps = tmp_path / "hyperparameters.json"
     hps.write_text(json.dumps(HYPERPARAMETERS))

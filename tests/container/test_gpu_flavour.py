@@ -10,11 +10,14 @@ host driver's library that the NVIDIA container toolkit injects.
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
-from tests.container.conftest import SMALL_HYPERPARAMETERS, _apt_install, train_in_container
+from tests.container.conftest import (
+    SMALL_HYPERPARAMETERS,
+    require_host_tools,
+    train_in_container,
+)
 from tests.container.dockerctl import docker, removed_on_exit, run_container, sh
 from tests.container.test_serve import serve_and_predict
 from tests.container.test_train import assert_metric_lines, assert_model_dir
@@ -34,9 +37,7 @@ def test_every_library_of_libmxnet_resolves_except_the_driver(gpu_image):
 @pytest.fixture(scope="module")
 def libcuda_stub(gpu_image, tmp_path_factory):
     """A libcuda.so.1 whose functions all return CUDA_ERROR_NO_DEVICE, built on the host."""
-    for tool in ("gcc", "nm"):
-        if not shutil.which(tool):
-            _apt_install("gcc", "libc6-dev", "binutils")
+    require_host_tools("gcc", "nm")
     work = tmp_path_factory.mktemp("libcuda")
     created = docker("create", gpu_image, timeout=120).stdout.strip()
     try:

@@ -10,7 +10,6 @@ port 8080 and answers an image request. Offline: a region, no credentials, telem
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from tests.container.conftest import SMALL_HYPERPARAMETERS
 from tests.datagen import make_image, make_sagemaker_tree, write_jpeg
+from tests.ports import free_port
 
 NUM_CLASSES = 3
 CHANNELS = ("train", "validation", "train_lst", "validation_lst")
@@ -127,19 +127,13 @@ def test_model_trainer_local_mode_trains_the_model(sdk_trained: Path) -> None:
     assert classes == [f"class_{k}" for k in range(NUM_CLASSES)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_local_session_endpoint_serves_the_model(sdk_trained: Path, cpu_image, tmp_path) -> None:
     import random
 
     from sagemaker.core.local import LocalSession
 
     session = LocalSession()
-    session.config = {"local": {"serving_port": _free_port()}}
+    session.config = {"local": {"serving_port": free_port()}}
     sm, name = session.sagemaker_client, f"oic-{uuid.uuid4().hex[:8]}"
     tarball = sdk_trained / "compressed_artifacts" / "model.tar.gz"
     sm.create_model(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +18,12 @@ import pytest
 
 from tests.datagen import make_sagemaker_tree
 from tests.integration.conftest import REPO, TINY, run_training
+from tests.ports import free_port
 from train import artifacts
 
 pytestmark = pytest.mark.integration
 
 HOSTS = ["127.0.0.1", "localhost"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _accuracies(log: str) -> list[float]:
@@ -38,7 +32,7 @@ def _accuracies(log: str) -> list[float]:
 
 def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(tmp_path: Path):
     hps = {**TINY, "epochs": "6"}
-    port = str(_free_port())
+    port = str(free_port())
     bases = []
     for host in HOSTS:
         base = make_sagemaker_tree(

@@ -1,6 +1,6 @@
 """The production stack (``python -m serve``: nginx -> gunicorn -> Flask) on 127.0.0.1.
 
-Needs nginx (``apt-get install -y nginx``): these tests fail, not skip, without it, because the
+Needs nginx (``make deps`` installs it): these tests fail, not skip, without it, because the
 container ships nginx and the stack must be tested as it runs there.
 """
 
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 def require_nginx() -> None:
     path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     assert shutil.which("nginx", path=path), (
-        "nginx is not installed: the serving stack runs behind it (apt-get install -y nginx)"
+        "nginx is not installed: the serving stack runs behind it (run `make deps` as root)"
     )
 
 

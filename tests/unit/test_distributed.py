@@ -8,11 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.ports import free_port
 from train.distributed import (
     Cluster,
     HostResolutionError,
@@ -22,12 +24,6 @@ from train.distributed import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_missing_resourceconfig_means_single_host_algo_1(tmp_path: Path) -> None:
@@ -112,18 +108,42 @@ def test_a_resolver_that_hangs_cannot_hang_the_wait() -> None:
     assert time.monotonic() - start < 2
 
 
-def test_parameter_server_fails_before_spawning_when_a_host_is_missing() -> None:
+@pytest.fixture
+def unrelated_child() -> Iterator[psutil.Process]:
+    """A child process the parameter server did not start (as `make test`'s dockerd is)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield psutil.Process(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def new_children(before: set[psutil.Process]) -> list[psutil.Process]:
+    """Children of this process that were not there in ``before`` (and are still alive)."""
+    return [p for p in psutil.Process().children() if p not in before and p.is_running()]
+
+
+def test_parameter_server_fails_before_spawning_when_a_host_is_missing(
+    unrelated_child: psutil.Process,
+) -> None:
+    before = set(psutil.Process().children())
+    assert unrelated_child in before
     cluster = Cluster(hosts=("localhost", "algo-2.invalid"), current_host="localhost")
     with (
         pytest.raises(HostResolutionError, match="algo-2.invalid"),
         parameter_server(cluster, free_port(), resolve_timeout=0.3),
     ):
         pass  # pragma: no cover - never entered
-    assert psutil.Process().children() == []
+    assert new_children(before) == []
+    assert unrelated_child.is_running()
     assert "DMLC_ROLE" not in os.environ
 
 
-def test_an_error_in_the_block_terminates_scheduler_and_server() -> None:
+def test_an_error_in_the_block_terminates_scheduler_and_server(
+    unrelated_child: psutil.Process,
+) -> None:
+    before = set(psutil.Process().children())
     cluster = Cluster(hosts=("localhost", "127.0.0.1"), current_host="localhost")
     with (
         pytest.raises(RuntimeError, match="boom"),
@@ -131,9 +151,10 @@ def test_an_error_in_the_block_terminates_scheduler_and_server() -> None:
     ):
         assert os.environ["DMLC_ROLE"] == "worker"
         assert env["DMLC_PS_ROOT_URI"] == "127.0.0.1"
-        assert len(psutil.Process().children()) == 2  # scheduler + server
+        assert len(new_children(before)) == 2  # scheduler + server
         raise RuntimeError("boom")
-    assert psutil.Process().children() == []
+    assert new_children(before) == []
+    assert unrelated_child.is_running()
     assert "DMLC_ROLE" not in os.environ
 
 
