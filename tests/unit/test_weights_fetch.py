@@ -7,7 +7,6 @@ import functools
 import hashlib
 import io
 import logging
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
 from train import pretrained
 from train.errors import ClientError
 from train.weights import catalog, fetch, store
@@ -54,10 +54,7 @@ def serve(tmp_path: Path) -> Iterator:
 
 
 def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{free_port()}/"
 
 
 def _zip(member: str, data: bytes) -> bytes:
