@@ -129,7 +129,6 @@ def from_imagenet(cfg: TrainConfig, num_classes: int, weights: Path, variant: st
             f"with python -m train.pretrained --convert FILE --layers {cfg.num_layers} --out DIR."
         ) from None
     logger.info("Using pretrained model for initializing weights and transfer learning.")
-    logger.info("Network: GluonCV resnet%d_%s", cfg.num_layers, variant)
     return Classifier(split_backbone(backbone), _fresh_head(num_classes), variant)
 
 

@@ -40,6 +40,13 @@ def test_the_weights_doc_lists_every_catalog_row(weights: catalog.WeightFile):
     assert row in WEIGHTS_DOC
 
 
+@pytest.mark.parametrize("weight_set", catalog.WEIGHT_SETS, ids=lambda s: s.name)
+def test_the_weights_doc_gives_each_sets_licence(weight_set: catalog.WeightSet):
+    start = f"| `{weight_set.name}` |"
+    rows = [line for line in WEIGHTS_DOC.splitlines() if line.startswith(start)]
+    assert len(rows) == 1 and rows[0].endswith(f"| {weight_set.licence} |")
+
+
 def test_the_weights_doc_lists_no_other_row():
     rows = [line for line in WEIGHTS_DOC.splitlines() if line.startswith(("| 1", "| 3", "| 5"))]
     assert len(rows) == len(catalog.WEIGHT_FILES)

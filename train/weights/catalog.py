@@ -166,11 +166,6 @@ WEIGHT_FILES = (
 # fmt: on
 
 
-def weight_set(name: str) -> WeightSet:
-    """The set called ``name``."""
-    return next(s for s in WEIGHT_SETS if s.name == name)
-
-
 def for_depth(depth: int) -> list[WeightFile]:
     """Every weight file for ResNet-``depth``, best published ImageNet top-1 first."""
     return sorted((f for f in WEIGHT_FILES if f.depth == depth), key=lambda f: -f.top1)

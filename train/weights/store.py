@@ -65,6 +65,9 @@ def download(
         failures.extend(got.failures)
         try:
             materialise(weights, got.path, got.source.fmt, cache / weights.cache_name)
+        except (readers.UnreadableWeights, convert.ConversionError) as exc:
+            failures.append(fetch.Failure(got.url, f"unusable file: {exc}"))
+            continue
         finally:
             got.path.unlink(missing_ok=True)
         origin = (
@@ -110,7 +113,7 @@ def check_loads(path: Path, gluon_name: str) -> None:
     from mxnet.base import MXNetError
 
     try:
-        get_model(gluon_name).load_parameters(str(path))
+        get_model(gluon_name).load_parameters(str(path), ignore_extra=True)
     except (AssertionError, MXNetError) as exc:
         raise readers.UnreadableWeights(
             f"{path.name} does not fit GluonCV's {gluon_name}: {str(exc).splitlines()[0][:300]}"
