@@ -101,6 +101,16 @@ def test_falls_back_past_an_unreachable_and_a_tampered_source(serve, tmp_path, c
     assert sorted(p.name for p in cache.iterdir()) == ["resnet18_v1-test_set.params"]
 
 
+def test_a_verified_file_that_cannot_be_read_falls_back_to_the_next_source(serve, tmp_path):
+    verified_but_not_safetensors = serve({"hf/model.safetensors": GOOD})
+    good = serve({"gluon/models/r18.zip": _zip("r18.params", GOOD)})
+    bases = {"huggingface": verified_but_not_safetensors, "gluoncv": good}
+    weights, failures = store.download([_weight_file()], tmp_path / "cache", bases)
+    assert weights.path.read_bytes() == GOOD and weights.origin.endswith("r18.zip")
+    assert failures[0].url.endswith("hf/model.safetensors")
+    assert "not a readable safetensors file" in failures[0].reason
+
+
 def test_the_users_order_wins(serve, tmp_path):
     good_zip = serve({"gluon/models/r18.zip": _zip("r18.params", GOOD)})
     tampered = serve({"hf/model.safetensors": b"tampered"})
@@ -112,15 +122,17 @@ def test_the_users_order_wins(serve, tmp_path):
         }
     )
     assert bases == {"gluoncv": good_zip, "huggingface": tampered}
-    got = fetch.fetch(_weight_file(), tmp_path / "dl", bases)
+    kept = tmp_path / "kept"
+    got = fetch.fetch(_weight_file(), tmp_path / "dl", bases, lambda raw, _: raw.rename(kept))
     assert (got.source.source, got.url) == ("gluoncv", good_zip + "gluon/models/r18.zip")
-    assert got.path.read_bytes() == GOOD
+    assert kept.read_bytes() == GOOD
+    assert list((tmp_path / "dl").iterdir()) == []
 
 
 def test_a_missing_or_wrong_file_everywhere_fails_and_leaves_nothing(serve, tmp_path):
     bad = serve({"resnet18-abcdef12.pth": b"y", "gluon/models/r18.zip": _zip("r18.params", b"z")})
     with pytest.raises(fetch.FetchFailed) as failed:
-        fetch.fetch(_weight_file(), tmp_path / "dl", dict.fromkeys(catalog.SOURCES, bad))
+        fetch.fetch(_weight_file(), tmp_path / "dl", dict.fromkeys(catalog.SOURCES, bad), print)
     reasons = [f.reason for f in failed.value.failures]
     assert reasons[0] == "HTTP 404"
     assert all("does not match the published" in r for r in reasons[1:]) and len(reasons) == 3

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,18 +176,23 @@ def fetch_one(source: SourceFile, base: str, folder: Path) -> Path:
 
 @dataclass(frozen=True)
 class Fetched:
-    """A verified download: the temporary ``path``, the ``source`` entry and ``url`` it came
-    from, and the ``failures`` of the sources tried before it."""
+    """Where a file came from: the ``source`` entry and ``url``, and the ``failures`` of the
+    sources tried before it."""
 
-    path: Path
     source: SourceFile
     url: str
     failures: list[Failure]
 
 
-def fetch(weights: WeightFile, folder: Path, bases: Mapping[str, str]) -> Fetched:
-    """The first good download of ``weights`` over the sources in ``bases`` order; the caller
-    converts and removes the file.
+def fetch(
+    weights: WeightFile,
+    folder: Path,
+    bases: Mapping[str, str],
+    install: Callable[[Path, SourceFile], None],
+) -> Fetched:
+    """Download ``weights`` from the sources in ``bases`` order until one gives a file that
+    verifies and that ``install(raw_file, source)`` accepts (it converts or moves the file; an
+    exception from it counts as that source's failure). The raw file is always removed.
 
     Raises:
         FetchFailed: listing every URL tried.
@@ -202,7 +207,12 @@ def fetch(weights: WeightFile, folder: Path, bases: Mapping[str, str]) -> Fetche
         url = base + source.path
         logger.info("Downloading %s ResNet-%d from %s", weights.set_name, weights.depth, url)
         try:
-            return Fetched(fetch_one(source, base, folder), source, url, failures)
+            raw = fetch_one(source, base, folder)
+            try:
+                install(raw, source)
+            finally:
+                raw.unlink(missing_ok=True)
+            return Fetched(source, url, failures)
         except Exception as exc:  # noqa: BLE001 - network, HTTP, TLS, checksum: try the next
             reason = describe(exc)
             logger.warning("Could not use %s: %s", url, reason)

@@ -125,9 +125,8 @@ def read_params(path: Path) -> dict[str, np.ndarray]:
     try:
         loaded = mx.nd.load(str(path))
     except mx.base.MXNetError as exc:
-        raise UnreadableWeights(
-            f"{path} is not an MXNet .params file: {str(exc).splitlines()[0]}"
-        ) from None
+        reason = str(exc).strip().splitlines()[-1].removeprefix("MXNetError: ")
+        raise UnreadableWeights(f"{path} is not an MXNet .params file: {reason}") from None
     if not isinstance(loaded, dict):
         raise UnreadableWeights(f"{path} holds unnamed arrays, not named parameters")
     return {k.split(":", 1)[-1]: v.asnumpy() for k, v in loaded.items()}

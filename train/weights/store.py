@@ -33,7 +33,8 @@ def materialise(weights: catalog.WeightFile, raw: Path, fmt: str, target: Path) 
     if fmt == catalog.GLUONCV_ZIP:
         os.replace(raw, target)
         return
-    arrays = convert.torchvision_to_gluon(readers.read_weights(raw), weights.depth)
+    read = readers.read_safetensors if fmt == catalog.SAFETENSORS else readers.read_pth
+    arrays = convert.torchvision_to_gluon(read(raw), weights.depth)
     save_params(arrays, target)
 
 
@@ -57,24 +58,19 @@ def download(
     """
     failures: list[fetch.Failure] = []
     for weights in candidates:
+        target = cache / weights.cache_name
+
+        def install(raw: Path, source: catalog.SourceFile, weights=weights, target=target):
+            materialise(weights, raw, source.fmt, target)
+
         try:
-            got = fetch.fetch(weights, cache, bases)
+            got = fetch.fetch(weights, cache, bases, install)
         except fetch.FetchFailed as exc:
             failures.extend(exc.failures)
             continue
         failures.extend(got.failures)
-        try:
-            materialise(weights, got.path, got.source.fmt, cache / weights.cache_name)
-        except (readers.UnreadableWeights, convert.ConversionError) as exc:
-            failures.append(fetch.Failure(got.url, f"unusable file: {exc}"))
-            continue
-        finally:
-            got.path.unlink(missing_ok=True)
-        origin = (
-            f"{weights.set_name} ({weights.top1} ImageNet top-1) from {got.source.source}: "
-            f"{got.url}"
-        )
-        return Weights(cache / weights.cache_name, weights.variant, origin), failures
+        origin = f"{weights.set_name} ({weights.top1} ImageNet top-1) from {got.source.source}: "
+        return Weights(target, weights.variant, origin + got.url), failures
     raise fetch.FetchFailed(failures)
 
 
