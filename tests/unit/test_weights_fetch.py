@@ -192,3 +192,10 @@ def test_the_host_check_reports_every_file_of_every_source(tmp_path, monkeypatch
     for line, path in zip(lines, expected, strict=True):
         assert line.startswith("FAIL") and f"{closed}{path}: cannot connect" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("depth", [200, 20, 110])
+def test_depths_without_public_weights_say_so(tmp_path, depth):
+    with pytest.raises(ClientError, match=f"no public ImageNet weights for ResNet-{depth}"):
+        pretrained.locate_weights(depth, tmp_path / "none", tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
