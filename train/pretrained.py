@@ -69,7 +69,8 @@ def _from_channel(channel: Path, num_layers: int) -> Path | None:
 
 
 def _from_cache(cache: Path, candidates: list[catalog.WeightFile]) -> Weights | None:
-    """A cached file of the first candidate, or GluonCV's own ``resnet<N>_v1-<hash>.params``."""
+    """A cached file of the first candidate, or one GluonCV's own download left there
+    (``resnet<N>_v1-<hash>.params``), as images built before this catalog hold."""
     for weights in candidates:
         path = cache / weights.cache_name
         if path.is_file():
@@ -77,7 +78,9 @@ def _from_cache(cache: Path, candidates: list[catalog.WeightFile]) -> Weights | 
             return Weights(path, weights.variant, origin)
     if candidates and any(w.set_name == "gluoncv_v1" for w in candidates) and cache.is_dir():
         depth = candidates[0].depth
-        legacy = sorted(cache.glob(f"resnet{depth}_v1-*.params"))
+        legacy = sorted(cache.glob(f"resnet{depth}_v1-*.params")) + sorted(
+            cache.glob(f"resnet{depth}_v1.params")
+        )
         if legacy:
             return store.gluon_weights(legacy[0], depth, f"the model-zoo cache: {legacy[0]}")
     return None
