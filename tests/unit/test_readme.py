@@ -34,10 +34,21 @@ def test_readme_names_no_unknown_hyperparameter():
     assert names == set(SPECS)
 
 
+def _checksum_words(checksum: catalog.Checksum | None) -> str:
+    if checksum is None:
+        return "not pinned yet"
+    full = len(checksum.value) in (40, 64)
+    return checksum.algorithm if full else f"{checksum.algorithm} prefix"
+
+
 @pytest.mark.parametrize("weights", catalog.WEIGHT_FILES, ids=lambda w: w.cache_name)
 def test_the_weights_doc_lists_every_catalog_row(weights: catalog.WeightFile):
-    row = f"| {weights.depth} | `{weights.set_name}` | `{weights.gluon_name}` | {weights.top1} |"
-    assert row in WEIGHTS_DOC
+    sources = ", ".join(f"{f.source} ({_checksum_words(f.checksum)})" for f in weights.files)
+    row = (
+        f"| {weights.depth} | `{weights.set_name}` | `{weights.gluon_name}` | {weights.top1} "
+        f"| {sources} |"
+    )
+    assert row in WEIGHTS_DOC.splitlines()
 
 
 @pytest.mark.parametrize("weight_set", catalog.WEIGHT_SETS, ids=lambda s: s.name)

@@ -161,7 +161,7 @@ WEIGHT_FILES = (
     WeightFile("torchvision_v1", 34, "v1", 73.314, _tv("resnet34-b627a593.pth", "resnet34.tv_in1k", None)),  # noqa: E501
     WeightFile("torchvision_v1", 50, "v1b", 76.130, _tv("resnet50-0676ba61.pth", "resnet50.tv_in1k", "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888")),  # noqa: E501
     WeightFile("torchvision_v1", 101, "v1b", 77.374, _tv("resnet101-63fe2227.pth", "resnet101.tv_in1k", None)),  # noqa: E501
-    WeightFile("torchvision_v1", 152, "v1b", 78.312, _tv("resnet152-394f9c45.pth", "resnet152.tv_in1k", None)),  # noqa: E501
+    WeightFile("torchvision_v1", 152, "v1b", 78.312, _tv("resnet152-394f9c45.pth", "resnet152.tv_in1k", "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2")),  # noqa: E501
 )
 # fmt: on
 
