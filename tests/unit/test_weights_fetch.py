@@ -199,3 +199,16 @@ def test_depths_without_public_weights_say_so(tmp_path, depth):
     with pytest.raises(ClientError, match=f"no public ImageNet weights for ResNet-{depth}"):
         pretrained.locate_weights(depth, tmp_path / "none", tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_baked_cache_serves_the_best_set_it_holds_or_the_pinned_one(tmp_path, monkeypatch):
+    monkeypatch.setenv(fetch.SOURCES_ENV, f"pytorch={_closed_port_url()}")  # no download
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("resnet50_v1b-torchvision_v1.params", "resnet50_v1b-gluoncv_v1b.params"):
+        (cache / name).write_bytes(b"baked")
+    best = pretrained.locate_weights(50, tmp_path / "none", cache)
+    assert (best.path.name, best.variant) == ("resnet50_v1b-gluoncv_v1b.params", "v1b")
+    pinned = pretrained.locate_weights(50, tmp_path / "none", cache, "torchvision_v1")
+    assert pinned.path.name == "resnet50_v1b-torchvision_v1.params"
+    assert "torchvision_v1" in pinned.origin and "76.13 top-1" in pinned.origin
