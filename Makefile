@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help up venv deps lock lint format test test-unit test-integration test-container bench bench-venv clean
+.PHONY: help up venv deps lock lint format test test-unit test-integration test-container check-weights bench bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ test-container: venv deps  ## builds the CPU and GPU images and runs them (start
 
 test: lint deps  ## the whole suite: lint, unit, integration, container, cloud (runs deps first)
 	$(BIN)/pytest tests -q
+
+check-weights: venv  ## online machines: download every ImageNet weight file of docs/weights.md, verify, print sha256
+	$(BIN)/python -m train.pretrained --check-sources
 
 BENCH_VENV := .venv-bench
 

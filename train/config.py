@@ -17,6 +17,7 @@ from typing import Any
 
 from train.errors import ClientError
 from train.presets import AUGMENTATION_TYPES, default_resize
+from train.weights import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,12 @@ SPECS: dict[str, Spec] = {
         "a non-negative integer",
         "decoding and packing threads (0 = all cores)",
     ),
+    "pretrained_weights": Spec(
+        parse_str,
+        _one_of((catalog.AUTO, *catalog.SET_NAMES)),
+        "auto or one of " + ", ".join(catalog.SET_NAMES),
+        "ImageNet weight set for use_pretrained_model=1 (auto: best available for num_layers)",
+    ),
     "_ps_port": Spec(parse_int, _in(1, 65535), "a TCP port", "parameter-server scheduler port"),
 }
 
@@ -296,6 +303,7 @@ class TrainConfig:
     max_bad_image_fraction: float = 0.01
     max_image_pixels: int = 100_000_000
     preprocess_threads: int = 0
+    pretrained_weights: str = catalog.AUTO
     ps_port: int = 8000  # hyperparameter "_ps_port", as in the MXNet training toolkit
     ignored: tuple[str, ...] = field(default=(), compare=False)  # sagemaker_* keys seen
 
@@ -386,6 +394,11 @@ def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
             f"resize={cfg.resize} is smaller than image_shape {height}x{width}: the shorter side "
             f"after resizing must be at least {max(height, width)}"
         )
+    if cfg.pretrained_weights != catalog.AUTO:
+        try:
+            catalog.choices(cfg.num_layers, cfg.pretrained_weights)
+        except LookupError as exc:
+            problems.append(f"pretrained_weights={cfg.pretrained_weights}: {exc}")
     if cfg.use_weighted_loss and not cfg.multi_label:
         problems.append("use_weighted_loss=1 requires multi_label=1")
     return problems

@@ -138,9 +138,12 @@ def build_network(paths: Paths, cfg: TrainConfig, num_classes: int) -> gluon.Hyb
         return model.from_saved_model(seed, num_classes, cfg.image_shape)
     if cfg.use_pretrained_model:
         weights = pretrained.locate_weights(
-            cfg.num_layers, paths.channel(pretrained.PRETRAINED_CHANNEL), pretrained.model_zoo_dir()
+            cfg.num_layers,
+            paths.channel(pretrained.PRETRAINED_CHANNEL),
+            pretrained.model_zoo_dir(),
+            cfg.pretrained_weights,
         )
-        return model.from_imagenet(cfg, num_classes, weights)
+        return model.from_imagenet(cfg, num_classes, weights.path, weights.variant)
     return model.from_scratch(cfg, num_classes)
 
 
@@ -229,6 +232,9 @@ def _write_model_metadata(run: Run) -> None:
         num_classes=str(run.spec.num_classes), num_training_samples=str(run.spec.train.count)
     )
     hps.setdefault("resize", str(run.cfg.effective_resize))
+    variant = getattr(run.net, "network_variant", None)
+    if variant:  # which GluonCV ResNet the backbone is (v1b: torchvision's 50/101/152)
+        hps["network_variant"] = variant
     artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hps)
 
 

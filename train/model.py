@@ -28,8 +28,9 @@ _RESNET200_LAYERS = ([3, 24, 36, 3], [64, 256, 512, 1024, 2048])
 _CIFAR_CHANNELS = [16, 16, 32, 64]
 
 
-def build_backbone(num_layers: int, classes: int) -> gluon.HybridBlock:
-    """A GluonCV ResNet v1 with ``.features`` and ``.output`` children.
+def build_backbone(num_layers: int, classes: int, variant: str = "v1") -> gluon.HybridBlock:
+    """A GluonCV ResNet: ``v1`` (stride on a bottleneck's first 1x1) or ``v1b`` (on its 3x3,
+    as torchvision's ResNet-50/101/152, whose ImageNet weights need it).
 
     18-152 come from GluonCV's model zoo, 200 from its ResNetV1 class with the bottleneck
     configuration of He et al.; 20-110 are the CIFAR-style ResNets for small images.
@@ -37,7 +38,7 @@ def build_backbone(num_layers: int, classes: int) -> gluon.HybridBlock:
     from gluoncv.model_zoo import cifarresnet, get_model, resnet
 
     if num_layers in (18, 34, 50, 101, 152):
-        return get_model(f"resnet{num_layers}_v1", classes=classes)
+        return get_model(f"resnet{num_layers}_{variant}", classes=classes)
     if num_layers == 200:
         layers, channels = _RESNET200_LAYERS
         return resnet.ResNetV1(resnet.BottleneckV1, layers, channels, classes=classes)
@@ -49,11 +50,34 @@ def build_backbone(num_layers: int, classes: int) -> gluon.HybridBlock:
     raise ValueError(f"unsupported num_layers {num_layers}")
 
 
-class Classifier(gluon.HybridBlock):
-    """``features`` (any backbone without its head) followed by a Dense ``head``."""
+def split_backbone(backbone: gluon.HybridBlock) -> gluon.HybridBlock:
+    """The backbone without its classifier: ``.features`` of the v1 networks, or, for
+    ``ResNetV1b`` (whose stem, stages and pooling are separate children), those children in
+    order (its ``flat``/``drop``/``fc`` head left out; Dense flattens by itself)."""
+    if hasattr(backbone, "features"):
+        return backbone.features
+    features = nn.HybridSequential(prefix="")
+    for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+        features.add(getattr(backbone, name))
+    features.add(backbone.avgpool)
+    return features
 
-    def __init__(self, features: gluon.HybridBlock, head: nn.Dense, **kwargs):
+
+class Classifier(gluon.HybridBlock):
+    """``features`` (any backbone without its head) followed by a Dense ``head``.
+
+    ``network_variant`` (``v1``/``v1b``, None when unknown) is recorded with the model.
+    """
+
+    def __init__(
+        self,
+        features: gluon.HybridBlock,
+        head: nn.Dense,
+        network_variant: str | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        self.network_variant = network_variant
         with self.name_scope():
             self.features = features
             self.head = head
@@ -86,23 +110,26 @@ def from_scratch(cfg: TrainConfig, num_classes: int) -> Classifier:
     """A randomly initialised ResNet (the built-in's full-training mode)."""
     backbone = build_backbone(cfg.num_layers, classes=num_classes)
     backbone.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
-    net = Classifier(backbone.features, _fresh_head(num_classes))
-    return net
+    return Classifier(split_backbone(backbone), _fresh_head(num_classes), "v1")
 
 
-def from_imagenet(cfg: TrainConfig, num_classes: int, weights: Path) -> Classifier:
-    """ImageNet weights everywhere but the classifier head, which is re-initialised."""
-    backbone = build_backbone(cfg.num_layers, classes=1000)
+def from_imagenet(cfg: TrainConfig, num_classes: int, weights: Path, variant: str) -> Classifier:
+    """ImageNet weights everywhere but the classifier head, which is re-initialised.
+
+    ``variant``: the network the weights were made for (``v1`` or ``v1b``).
+    """
+    backbone = build_backbone(cfg.num_layers, classes=1000, variant=variant)
     try:
         backbone.load_parameters(str(weights), ignore_extra=True, allow_missing=False)
     except (AssertionError, mx.base.MXNetError) as exc:
         raise ClientError(
-            f"pretrained weights {weights} do not fit ResNet-{cfg.num_layers}: "
+            f"pretrained weights {weights} do not fit ResNet-{cfg.num_layers} ({variant}): "
             f"{str(exc).splitlines()[0][:300]}. Use weights saved by GluonCV for "
-            f"resnet{cfg.num_layers}_v1."
+            f"resnet{cfg.num_layers}_v1 or _v1b, or convert a torchvision/safetensors file "
+            f"with python -m train.pretrained --convert FILE --layers {cfg.num_layers} --out DIR."
         ) from None
     logger.info("Using pretrained model for initializing weights and transfer learning.")
-    return Classifier(backbone.features, _fresh_head(num_classes))
+    return Classifier(split_backbone(backbone), _fresh_head(num_classes), variant)
 
 
 def _classifier_layer(symbol: mx.sym.Symbol) -> tuple[str, list[str]]:
@@ -158,7 +185,16 @@ def from_saved_model(
             old,
             num_classes,
         )
-    return Classifier(features, head)
+    return Classifier(features, head, _saved_variant(model_dir))
+
+
+def _saved_variant(model_dir: Path) -> str | None:
+    """The ``network_variant`` an earlier model of this product recorded, if any."""
+    try:
+        hps = json.loads((model_dir / artifacts.HYPERPARAMETERS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return hps.get("network_variant") if isinstance(hps, dict) else None
 
 
 def export_model(

@@ -147,6 +147,34 @@ def test_pretrained_weights_from_the_baked_cache(tmp_path: Path, tiny_tree: Path
     assert "from the model-zoo cache" in result.stdout
 
 
+def test_torchvision_resnet50_weights_train_a_v1b_network_that_exports_and_reloads(
+    tmp_path: Path, tiny_tree: Path
+):
+    from safetensors.numpy import save_file
+
+    from tests.fixtures.seeded_resnet import expected, seeded_state
+    from train.weights import store
+
+    case = expected()["seeded"]["50"]
+    save_file(seeded_state(case["manifest"], case["seed"]), str(tmp_path / "r50.safetensors"))
+    channel = tiny_tree / "input" / "data" / "pretrained"
+    _, name = store.convert_file(tmp_path / "r50.safetensors", 50, channel)
+    assert name == "resnet50_v1b"
+    set_hyperparameters(tiny_tree, num_layers="50", use_pretrained_model="1", epochs="1")
+    result = run_training(tiny_tree)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "(network variant v1b)" in result.stdout
+    hps = json.loads((tiny_tree / "model" / artifacts.HYPERPARAMETERS_FILE).read_text())
+    assert hps["network_variant"] == "v1b"
+    files = artifacts.locate_model(tiny_tree / "model")
+    images = mx.nd.random.uniform(shape=(2, 3, 32, 32))
+    served = model.load_for_inference(files, mx.cpu())(images).asnumpy()
+    seed = model.from_saved_model(tiny_tree / "model", 3, (3, 32, 32))
+    assert seed.network_variant == "v1b"
+    again = mx.nd.softmax(seed(images)).asnumpy()
+    np.testing.assert_allclose(again, served, atol=1e-5)
+
+
 def test_incremental_training_keeps_or_replaces_the_head(tmp_path: Path, tiny_tree: Path):
     first = run_training(tiny_tree)
     assert first.returncode == 0, first.stdout[-3000:]

@@ -115,6 +115,7 @@ TABLE = [
     ("max_bad_image_fraction", "0.1", 0.1, "1.5"),
     ("max_image_pixels", "1000000", 1_000_000, "0"),
     ("preprocess_threads", "4", 4, "-2"),
+    ("pretrained_weights", "gluoncv_v1", "gluoncv_v1", "imagenet"),
     ("_ps_port", "9000", 9000, "70000"),
 ]
 
@@ -269,3 +270,10 @@ def test_load_hyperparameters_refuses_bad_documents(text, fragment):
     with pytest.raises(ClientError, match=fragment) as info:
         load_hyperparameters(text, "/opt/ml/input/config/hyperparameters.json")
     assert "hyperparameters.json" in str(info.value)
+
+
+def test_a_weight_set_without_the_depth_is_refused_up_front():
+    with pytest.raises(ClientError, match="torchvision_v2 has no ResNet-18.*gluoncv_v1b"):
+        parse_hyperparameters({"num_layers": "18", "pretrained_weights": "torchvision_v2"})
+    with pytest.raises(ClientError, match="no public ImageNet weights for ResNet-200"):
+        parse_hyperparameters({"num_layers": "200", "pretrained_weights": "torchvision_v1"})

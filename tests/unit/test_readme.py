@@ -8,8 +8,10 @@ import pytest
 
 from train.config import SPECS
 from train.metric_lines import METRIC_DEFINITIONS
+from train.weights import catalog
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+WEIGHTS_DOC = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(SPECS))
@@ -30,3 +32,32 @@ def test_readme_names_no_unknown_hyperparameter():
     ]
     names = {row.split("`")[1] for row in rows}
     assert names == set(SPECS)
+
+
+def _checksum_words(checksum: catalog.Checksum | None) -> str:
+    if checksum is None:
+        return "not pinned yet"
+    full = len(checksum.value) in (40, 64)
+    return checksum.algorithm if full else f"{checksum.algorithm} prefix"
+
+
+@pytest.mark.parametrize("weights", catalog.WEIGHT_FILES, ids=lambda w: w.cache_name)
+def test_the_weights_doc_lists_every_catalog_row(weights: catalog.WeightFile):
+    sources = ", ".join(f"{f.source} ({_checksum_words(f.checksum)})" for f in weights.files)
+    row = (
+        f"| {weights.depth} | `{weights.set_name}` | `{weights.gluon_name}` | {weights.top1} "
+        f"| {sources} |"
+    )
+    assert row in WEIGHTS_DOC.splitlines()
+
+
+@pytest.mark.parametrize("weight_set", catalog.WEIGHT_SETS, ids=lambda s: s.name)
+def test_the_weights_doc_gives_each_sets_licence(weight_set: catalog.WeightSet):
+    start = f"| `{weight_set.name}` |"
+    rows = [line for line in WEIGHTS_DOC.splitlines() if line.startswith(start)]
+    assert len(rows) == 1 and rows[0].endswith(f"| {weight_set.licence} |")
+
+
+def test_the_weights_doc_lists_no_other_row():
+    rows = [line for line in WEIGHTS_DOC.splitlines() if line.startswith(("| 1", "| 3", "| 5"))]
+    assert len(rows) == len(catalog.WEIGHT_FILES)
