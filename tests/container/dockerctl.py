@@ -58,18 +58,29 @@ def buildkit_docker() -> list[str]:
     return [legacy, "build"]
 
 
-def build_image(tag: str, *, build_args: dict[str, str], timeout: float = 1800) -> float:
-    """Build Dockerfile.gpu from the repo as ``tag``; return the seconds it took."""
+def build_command(tag: str, *, build_args: dict[str, str], target: str | None = None) -> list[str]:
+    """The BuildKit command that builds Dockerfile.gpu from the repo as ``tag``."""
     cmd = [*buildkit_docker(), "-f", str(REPO / "Dockerfile.gpu"), "-t", tag, "--progress=plain"]
     for key, value in build_args.items():
         cmd += ["--build-arg", f"{key}={value}"]
+    if target:
+        cmd += ["--target", target]
     if HOST_CA_BUNDLE.exists():
         # Builds here go through a TLS-inspecting proxy: trust the host's CA bundle (build only).
         cmd += ["--secret", f"id=ca,src={HOST_CA_BUNDLE}"]
-    cmd.append(str(REPO))
+    return [*cmd, str(REPO)]
+
+
+def build_image(tag: str, *, build_args: dict[str, str], timeout: float = 1800) -> float:
+    """Build Dockerfile.gpu from the repo as ``tag``; return the seconds it took."""
     start = time.monotonic()
-    sh(cmd, timeout=timeout, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    sh(build_command(tag, build_args=build_args), timeout=timeout, env=buildkit_env())
     return time.monotonic() - start
+
+
+def buildkit_env() -> dict[str, str]:
+    """The environment for :func:`build_command` (the 20.10 client needs DOCKER_BUILDKIT=1)."""
+    return {**os.environ, "DOCKER_BUILDKIT": "1"}
 
 
 def image_size_mb(tag: str) -> float:

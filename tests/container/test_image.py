@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.container.dockerctl import docker, run_container
+from tests.container.dockerctl import build_command, buildkit_env, docker, run_container, sh
 
 
 def _inspect(image: str) -> dict:
@@ -71,3 +71,29 @@ def test_sample_data_command_writes_class_folders_once(cpu_image, tmp_path):
     assert second.code == 0, second.log
     assert "already holds data" in second.log
     assert len(list(data.rglob("*.jpg"))) == count
+
+
+def test_a_build_that_cannot_download_the_weights_says_why_and_what_to_do(cpu_image):
+    """Offline or behind a proxy, the weight bake ends the build with the URLs that failed and
+    the ways out, not a traceback. Every source points at a host that cannot resolve; the build
+    stage is cached by the cpu_image fixture, so only the bake step runs."""
+    unreachable = "http://weights.invalid/"
+    sources = ",".join(f"{name}={unreachable}" for name in ("huggingface", "pytorch", "gluoncv"))
+    cmd = build_command(
+        "oic-test:bake-fails",
+        build_args={
+            "BASE_IMAGE": "local/debian:bookworm-slim",
+            "MXNET_PACKAGE": "mxnet",
+            "BAKE_WEIGHTS": "1",
+            "WEIGHT_SOURCES": sources,
+        },
+        target="weights",
+    )
+    proc = sh(cmd, timeout=900, check=False, env=buildkit_env())
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "Could not download ImageNet weights" in out, out[-3000:]
+    assert "weights.invalid" in out
+    for way_out in ("OIC_BAKE_WEIGHTS=0", "use_pretrained_model=0", "OIC_CA_BUNDLE"):
+        assert way_out in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
