@@ -2,7 +2,7 @@
 
 Batches come from MXNet's C++ iterator; each is split across the devices, the forward and
 backward passes run asynchronously, and the loop only synchronises for the metrics once per
-batch. A stop request (SIGTERM) is honoured between batches.
+batch. A stop request (SIGTERM) is honoured between batches, in training and in evaluation.
 """
 
 from __future__ import annotations
@@ -143,13 +143,27 @@ def _loss(setup: LossSetup, output, label, pos_weight):
     return setup.loss(output, label)
 
 
-def evaluate(net, data_iter, ctx: list, setup: LossSetup, num_samples: int) -> dict:
+def evaluate(
+    net,
+    data_iter,
+    ctx: list,
+    setup: LossSetup,
+    num_samples: int,
+    *,
+    stop: threading.Event | None = None,
+) -> dict:
     """Score the ``num_samples`` images of ``data_iter`` (padding removed); returns accuracy,
-    loss and the raw outputs (logits) with their labels."""
+    loss and the raw outputs (logits) with their labels.
+
+    Raises:
+        TrainingInterrupted: ``stop`` was set.
+    """
     data_iter.reset()
     scores = Scores(setup)
     all_outputs, all_labels = [], []
     for batch in data_iter:
+        if stop is not None and stop.is_set():
+            raise TrainingInterrupted("stop requested during validation")
         data, label = _unpadded(batch, num_samples - scores.count)
         if data.shape[0] == 0:
             break

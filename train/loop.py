@@ -40,6 +40,7 @@ class Run:
     setup: engine.LossSetup
     pos_weight: mx.nd.NDArray | None
     topology: Topology
+    stop: threading.Event
 
     @property
     def is_chief(self) -> bool:
@@ -163,11 +164,11 @@ def _fingerprint(cfg: TrainConfig, spec: DataSpec) -> dict:
     }
 
 
-def _setup(paths: Paths, cfg: TrainConfig, topology: Topology) -> Run:
+def _setup(paths: Paths, cfg: TrainConfig, topology: Topology, stop: threading.Event) -> Run:
     mx.random.seed(cfg.seed)
     ctx = devices.training_contexts(cfg.precision_dtype)
     workers = cfg.preprocess_threads or os.cpu_count() or 1
-    spec = prepare_data(paths, cfg, workers=workers, progress=interactive())
+    spec = prepare_data(paths, cfg, workers=workers, progress=interactive(), stop=stop)
     logger.info(
         "%d training and %d validation images, %d classes",
         spec.train.count,
@@ -192,7 +193,8 @@ def _setup(paths: Paths, cfg: TrainConfig, topology: Topology) -> Run:
 
         amp.init_trainer(trainer)
     setup = engine.make_loss(cfg.multi_label, cfg.top_k)
-    return Run(paths, cfg, spec, ctx, net, trainer, setup, _pos_weight(cfg, spec), topology)
+    pos_weight = _pos_weight(cfg, spec)
+    return Run(paths, cfg, spec, ctx, net, trainer, setup, pos_weight, topology, stop)
 
 
 def _iterators(run: Run):
@@ -315,7 +317,7 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     elif state.epoch not in artifacts.params_epochs(model_dir):
         _export(run, state.epoch, keep_others=True)
     out = run.paths.output_data_dir
-    result = engine.evaluate(run.net, val_iter, run.ctx, run.setup, run.spec.validation.count)
+    result = _evaluate(run, val_iter)
     reports.write_metrics_csv(out / reports.METRICS_CSV, state.history)
     reports.plot_learning_curves(out / reports.CURVES_PNG, state.history)
     reports.write_validation_reports(
@@ -367,7 +369,7 @@ def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topo
     """Prepare data and model, run the epochs (resuming if checkpoints exist), save."""
     if cfg.checkpoint_frequency is None:
         logger.info("checkpoint_frequency not set, will store the best model")
-    run = _setup(paths, cfg, topology)
+    run = _setup(paths, cfg, topology, stop)
     train_iter, val_iter = _iterators(run)
     fingerprint = _fingerprint(cfg, run.spec)
     state = checkpoint.load(topology.checkpoint_dir, fingerprint)
@@ -401,13 +403,19 @@ def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topo
         )
         if bar is not None:
             bar.close()
-        val = engine.evaluate(run.net, val_iter, run.ctx, run.setup, run.spec.validation.count)
+        val = _evaluate(run, val_iter)
         improved = _record_epoch(run, state, epoch, train, val)
         _save_epoch_outputs(run, state, improved)
     if state.epoch == 0:
         raise ClientError("no epoch was trained")
     if run.is_chief:
         _finish(run, state, val_iter)
+
+
+def _evaluate(run: Run, val_iter) -> dict:
+    return engine.evaluate(
+        run.net, val_iter, run.ctx, run.setup, run.spec.validation.count, stop=run.stop
+    )
 
 
 def _progress_bar():

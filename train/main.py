@@ -59,11 +59,12 @@ def write_failure(paths: Paths, reason: str, exc: BaseException) -> None:
 
 
 def install_stop_handler(stop: threading.Event) -> None:
-    """SIGTERM (StopTrainingJob, spot interruption, docker stop) ends the job between batches,
-    after the last completed epoch's checkpoint is on disk."""
+    """SIGTERM (StopTrainingJob, spot interruption, docker stop) ends the job within seconds:
+    between batches of training and validation, or between images while packing. The last
+    completed epoch's checkpoint is on disk; a half-packed record file is discarded."""
 
     def handler(signum, _frame):
-        logger.warning("Received signal %d: stopping after the current batch", signum)
+        logger.warning("Received signal %d: stopping", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)

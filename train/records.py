@@ -4,7 +4,9 @@ Decoding happens here, in worker threads (OpenCV releases the GIL), and never ag
 training reads the packed file with MXNet's C++ ``ImageRecordIter``. Training images are
 stored as JPEG at the ``resize`` size; validation images as lossless PNG, so that validation
 sees exactly the pixels the server computes with the same :mod:`train.presets` code.
-Unreadable images are skipped and counted; the job fails when too many are.
+Unreadable images are skipped and counted; the job fails when too many are. A stop request
+(SIGTERM) ends packing within about one image's decoding time; the cache entry is only renamed
+into place, with its manifest, once it is complete.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from train import images, presets
-from train.errors import ClientError
+from train import artifacts, images, presets
+from train.errors import ClientError, TrainingInterrupted
 from train.lst import Entry
 
 logger = logging.getLogger(__name__)
@@ -90,11 +94,25 @@ def _load(entry: Entry, root: Path, settings: PackSettings) -> tuple[bytes | Non
 
 
 def _iter_loaded(
-    entries: list[Entry], root: Path, settings: PackSettings, workers: int
+    entries: list[Entry], root: Path, settings: PackSettings, workers: int, stop: threading.Event
 ) -> Iterator[tuple[Entry, bytes | None, str]]:
+    """Load images in ``workers`` threads, in order, with a few per thread in flight: a stop
+    request waits only for those, never for the rest of the data set."""
+    window = 4 * workers
+    todo = iter(entries)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda e: _load(e, root, settings), entries, chunksize=1)
-        for entry, (data, problem) in zip(entries, results, strict=True):
+        pending: deque[tuple[Entry, Future]] = deque()
+        while True:
+            while len(pending) < window and (entry := next(todo, None)) is not None:
+                pending.append((entry, pool.submit(_load, entry, root, settings)))
+            if not pending:
+                return
+            if stop.is_set():
+                for _, future in pending:
+                    future.cancel()
+                raise TrainingInterrupted("stop requested while packing images")
+            entry, future = pending.popleft()
+            data, problem = future.result()
             yield entry, data, problem
 
 
@@ -105,28 +123,35 @@ def _write(
     out_dir: Path,
     workers: int,
     progress: bool,
+    stop: threading.Event,
 ) -> tuple[int, list[tuple[str, str]], list[str]]:
     from mxnet import recordio
     from tqdm import tqdm
 
     writer = recordio.MXIndexedRecordIO(str(out_dir / IDX_FILE), str(out_dir / REC_FILE), "w")
     count, skipped, too_small = 0, [], []
-    loaded = _iter_loaded(entries, root, settings, workers)
-    for entry, data, problem in tqdm(
-        loaded, total=len(entries), disable=not progress, desc="packing", unit="img"
-    ):
-        if data is None:
-            if problem.startswith("too small"):
-                too_small.append(entry.relpath)
-            else:
-                skipped.append((entry.relpath, problem))
-            continue
-        labels = entry.labels
-        label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
-        header = recordio.IRHeader(0 if len(labels) == 1 else len(labels), label, entry.index, 0)
-        writer.write_idx(entry.index, recordio.pack(header, data))
-        count += 1
-    writer.close()
+    loaded = _iter_loaded(entries, root, settings, workers, stop)
+    try:
+        for entry, data, problem in tqdm(
+            loaded, total=len(entries), disable=not progress, desc="packing", unit="img"
+        ):
+            if data is None:
+                if problem.startswith("too small"):
+                    too_small.append(entry.relpath)
+                else:
+                    skipped.append((entry.relpath, problem))
+                continue
+            labels = entry.labels
+            label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
+            header = recordio.IRHeader(
+                0 if len(labels) == 1 else len(labels), label, entry.index, 0
+            )
+            writer.write_idx(entry.index, recordio.pack(header, data))
+            count += 1
+    finally:
+        writer.close()
+    for written in (out_dir / REC_FILE, out_dir / IDX_FILE):
+        artifacts.fsync_file(written)
     return count, skipped, too_small
 
 
@@ -175,11 +200,13 @@ def pack(
     cache_dir: Path,
     workers: int,
     max_bad: float,
+    stop: threading.Event | None = None,
     progress: bool = False,
 ) -> PackedSet:
     """Pack ``entries`` (paths relative to ``root``) into a RecordIO file, or reuse the cache.
 
     Raises:
+        TrainingInterrupted: ``stop`` was set; nothing is left in the cache.
         ClientError: images too small for ``image_shape``, or more unusable images than
             ``max_bad`` allows.
     """
@@ -198,11 +225,13 @@ def pack(
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir))
     try:
-        count, skipped, too_small = _write(entries, root, settings, tmp, workers, progress)
+        stop = stop or threading.Event()
+        count, skipped, too_small = _write(entries, root, settings, tmp, workers, progress, stop)
         _check_outcome(name, len(entries), count, skipped, too_small, settings, max_bad)
-        (tmp / MANIFEST_FILE).write_text(json.dumps({"count": count, "skipped": skipped}))
+        artifacts.atomic_write_json(tmp / MANIFEST_FILE, {"count": count, "skipped": skipped})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        artifacts.fsync_directory(cache_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Done creating record files for %s: %d images", name, count)
