@@ -75,15 +75,16 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         raise
 
 
-def remove_stale_temporaries(directory: Path) -> list[str]:
-    """Delete the temp files an interrupted :func:`atomic_write` left in ``directory`` (a
-    crashed run's, which would otherwise end up in model.tar.gz); returns their names."""
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temp files an interrupted :func:`atomic_write` left in ``directory`` or its
+    sub-folders (a killed run's, which would otherwise end up in model.tar.gz or be synced to
+    S3 with the checkpoints); returns their paths."""
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob(f".*{TMP_SUFFIX}") if p.is_file()]
+    stale = sorted(p for p in directory.rglob(f".*{TMP_SUFFIX}") if p.is_file())
     for path in stale:
         path.unlink(missing_ok=True)
-    return sorted(p.name for p in stale)
+    return stale
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

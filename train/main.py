@@ -77,6 +77,9 @@ def run(argv: list[str] | None = None) -> int:
     paths = Paths.from_env()
     for stale in (paths.failure_file, paths.success_file):  # a local re-run reuses the folder
         stale.unlink(missing_ok=True)
+    for folder in (paths.model_dir, paths.checkpoint_dir):
+        for stale in artifacts.remove_stale_temporaries(folder):
+            logger.info("Removed %s, a temporary file left by an interrupted run", stale)
     stop = threading.Event()
     install_stop_handler(stop)
     devices.configure_cpu_threads()  # before MXNet is imported
