@@ -187,7 +187,8 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         ("SERVE_MAX_IMAGE_PIXELS",),
         DEFAULT_MAX_PIXELS,
         _positive_int,
-        "images declaring more pixels are refused (413) before decoding",
+        "images declaring more pixels are refused (413) before decoding; the decoders' own caps "
+        "(Pillow's, OpenCV's) are set aside or set to it",
     ),
     EnvVar(
         "reload_interval_s",

@@ -188,7 +188,7 @@ def _pack(
     stop: threading.Event | None,
 ) -> records.PackedSet:
     if source.rec is not None:
-        count, _ = records.count_records(source.rec)
+        count, _ = records.count_records(source.rec, max_pixels=cfg.max_image_pixels, stop=stop)
         idx = source.rec.with_suffix(".idx")
         return records.PackedSet(source.rec, idx, count)
     _, height, width = cfg.image_shape

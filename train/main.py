@@ -16,7 +16,7 @@ import sys
 import threading
 import traceback
 
-from train import artifacts, devices
+from train import artifacts, devices, images
 from train.config import SPECS, load_hyperparameters, log_config
 from train.errors import ClientError, TrainingInterrupted
 from train.paths import Paths
@@ -87,6 +87,7 @@ def run(argv: list[str] | None = None) -> int:
         from train.loop import train_job
 
         cfg = _read_config(paths)
+        images.lift_pillow_limit()  # max_image_pixels alone decides
         train_job(paths, cfg, stop)
     except ClientError as exc:
         logger.error("Customer Error: %s", exc)

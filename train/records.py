@@ -37,6 +37,9 @@ REC_FILE = "data.rec"
 IDX_FILE = "data.idx"
 MANIFEST_FILE = "manifest.json"
 MAX_NAMED = 10  # bad files named in a message
+# The OpenCV 3.4.2 linked into libmxnet 1.9.1 caps images at 2**30 pixels at compile time
+# (OpenCV 4 reads OPENCV_IO_MAX_IMAGE_PIXELS; 3.4.2 has no such variable).
+MXNET_OPENCV_MAX_PIXELS = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -238,22 +241,56 @@ def pack(
     return PackedSet(final / REC_FILE, final / IDX_FILE, count, skipped)
 
 
-def count_records(rec: Path) -> tuple[int, int]:
-    """Number of records in a RecordIO file and the label width of the first one."""
+def count_records(
+    rec: Path, *, max_pixels: int | None = None, stop: threading.Event | None = None
+) -> tuple[int, int]:
+    """Number of records in a RecordIO file and the label width of the first one.
+
+    With ``max_pixels``, every record's image size is read from its header: MXNet's
+    ``ImageRecordIter`` decodes these records itself, with no limit but its own.
+
+    Raises:
+        ClientError: a record's image is over ``max_pixels`` or over MXNet's own cap.
+        TrainingInterrupted: ``stop`` was set.
+    """
     from mxnet import recordio
 
     reader = recordio.MXRecordIO(str(rec), "r")
     count, width = 0, 1
-    while True:
-        item = reader.read()
-        if item is None:
-            break
-        if count == 0:
-            header, _ = recordio.unpack(item)
-            width = max(1, int(header.flag))
-        count += 1
-    reader.close()
+    try:
+        while (item := reader.read()) is not None:
+            header, payload = recordio.unpack(item)
+            if count == 0:
+                width = max(1, int(header.flag))
+            if max_pixels is not None:
+                _check_record_size(rec, header.id, payload, max_pixels)
+            count += 1
+            if stop is not None and count % 256 == 0 and stop.is_set():
+                raise TrainingInterrupted(f"stop requested while reading {rec.name}")
+    finally:
+        reader.close()
     return count, width
+
+
+def _check_record_size(rec: Path, record_id: int, payload: bytes, max_pixels: int) -> None:
+    try:
+        width, height = images.image_size(payload)
+    except images.ImageTooLarge:
+        width, height = max_pixels + 1, 1  # over Pillow's own cap, so over ours too
+    except images.BadImage:
+        return  # ImageRecordIter reports undecodable records itself
+    if width * height > max_pixels:
+        raise ClientError(
+            f"record {record_id} of {rec.name} holds a {width}x{height} image, more than "
+            f"max_image_pixels={max_pixels}; downscale it, or raise max_image_pixels"
+        )
+    if width * height > MXNET_OPENCV_MAX_PIXELS:
+        raise ClientError(
+            f"record {record_id} of {rec.name} holds a {width}x{height} image: MXNet's "
+            f"ImageRecordIter cannot decode images over {MXNET_OPENCV_MAX_PIXELS} pixels (a "
+            f"fixed limit of the OpenCV inside MXNet). Give the images with a .lst file "
+            f"instead: they are then resized once while packing"
+        )
 
 
 def read_labels(rec: Path) -> np.ndarray:

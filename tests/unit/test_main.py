@@ -155,3 +155,13 @@ def test_temporary_files_a_killed_run_left_are_removed_at_start(tmp_path, run_jo
     assert [p for p in stale if p.exists()] == []
     assert all(p.exists() for p in kept)
     assert f"Removed {stale[0]}" in result.log
+
+
+def test_the_job_lets_max_image_pixels_alone_limit_image_sizes(tmp_path, run_job, calls):
+    from PIL import Image
+
+    base = _tree(tmp_path, {})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 178956970)
+        assert run_job(base).code == 0
+        assert Image.MAX_IMAGE_PIXELS is None  # Pillow's own cap lifted
