@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from train.errors import ClientError
@@ -22,6 +23,9 @@ SUPPORTED_GPUS = (
     "Maxwell, Pascal, Volta, Turing, Ampere and Ada GPUs (compute capability 5.0-8.9), e.g. "
     "T4, V100, A10G, A100, L4, L40S: SageMaker ml.g4dn, ml.p3, ml.g5, ml.p4d, ml.g6, ml.g6e"
 )
+# A testing aid: N CPU contexts instead of one, to exercise the several-device code paths
+# (batch splitting, the 'device' KVStore, optimizer state, validation) on a machine without GPUs.
+CPU_CONTEXTS_ENV = "OIC_CPU_CONTEXTS"
 _CU_ATTR_CC_MAJOR = 75
 _CU_ATTR_CC_MINOR = 76
 
@@ -88,8 +92,9 @@ def configure_cpu_threads() -> None:
     os.environ["OMP_NUM_THREADS"] = str(physical_cores())
 
 
-def training_contexts(precision_dtype: str) -> list:
-    """All visible GPUs, or the CPU when there is none; refuses float16 on the CPU."""
+def training_contexts(precision_dtype: str, environ: Mapping[str, str] | None = None) -> list:
+    """All visible GPUs, or the CPU when there is none (``$OIC_CPU_CONTEXTS`` CPU contexts, one
+    by default); refuses float16 on the CPU."""
     import mxnet as mx
 
     count = mx.context.num_gpus()
@@ -99,8 +104,26 @@ def training_contexts(precision_dtype: str) -> list:
                 "precision_dtype=float16 needs a GPU and none is visible; use float32 on the "
                 "CPU, or run on a GPU instance (and with --gpus all / a compose GPU reservation)"
             )
-        logger.info("No GPU visible: training on the CPU")
-        return [mx.cpu()]
+        cpus = cpu_context_count(os.environ if environ is None else environ)
+        if cpus == 1:
+            logger.info("No GPU visible: training on the CPU")
+        else:
+            logger.info("No GPU visible: training on %d CPU contexts (%s)", cpus, CPU_CONTEXTS_ENV)
+        return [mx.cpu(i) for i in range(cpus)]
     check_supported(compute_capabilities(count))
     logger.info("Training on %d GPU(s)", count)
     return [mx.gpu(i) for i in range(count)]
+
+
+def cpu_context_count(environ: Mapping[str, str]) -> int:
+    """``$OIC_CPU_CONTEXTS`` (a testing aid), 1 when unset.
+
+    Raises:
+        ClientError: the value is not a positive integer.
+    """
+    raw = environ.get(CPU_CONTEXTS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ClientError(f"{CPU_CONTEXTS_ENV}={raw!r} must be a positive integer (or unset)")
+    return int(raw)

@@ -75,6 +75,16 @@ class Scores:
         return self.loss_sum / max(self.count, 1)
 
 
+def _split(data, label, ctx: list) -> tuple[list, list]:
+    """Slices of a batch, one per device (fewer when the batch has fewer samples than there
+    are devices: a slice is never empty)."""
+    devices = ctx[: max(1, min(len(ctx), data.shape[0]))]
+    return (
+        gluon.utils.split_and_load(data, devices, even_split=False),
+        gluon.utils.split_and_load(label, devices, even_split=False),
+    )
+
+
 def _unpadded(batch, remaining: int) -> tuple[mx.nd.NDArray, mx.nd.NDArray]:
     """The real samples of a batch. ``ImageRecordIter(round_batch=False)`` reports ``pad=0``
     on its last, padded batch (MXNet 1.9.1), so the known sample count decides."""
@@ -103,8 +113,7 @@ def train_one_epoch(
     for i, batch in enumerate(data_iter):
         if stop.is_set():
             raise TrainingInterrupted(f"stop requested during epoch {epoch}")
-        datas = gluon.utils.split_and_load(batch.data[0], ctx, even_split=False)
-        labels = gluon.utils.split_and_load(batch.label[0], ctx, even_split=False)
+        datas, labels = _split(batch.data[0], batch.label[0], ctx)
         with autograd.record():
             outputs = [net(x) for x in datas]
             losses = [_loss(setup, o, y, pos_weight) for o, y in zip(outputs, labels, strict=True)]
@@ -152,8 +161,9 @@ def evaluate(
     *,
     stop: threading.Event | None = None,
 ) -> dict:
-    """Score the ``num_samples`` images of ``data_iter`` (padding removed); returns accuracy,
-    loss and the raw outputs (logits) with their labels.
+    """Score the ``num_samples`` images of ``data_iter`` (padding removed), each batch split
+    across the devices; returns accuracy, loss and the raw outputs (logits) with their labels,
+    in the iterator's order.
 
     Raises:
         TrainingInterrupted: ``stop`` was set.
@@ -167,12 +177,13 @@ def evaluate(
         data, label = _unpadded(batch, num_samples - scores.count)
         if data.shape[0] == 0:
             break
-        output = net(data.as_in_context(ctx[0])).astype("float32")
-        loss = setup.loss(output, label.as_in_context(ctx[0]))
-        out_np, label_np = output.asnumpy(), label.asnumpy()
-        scores.update(label_np, out_np, loss.asnumpy())
-        all_outputs.append(out_np)
-        all_labels.append(label_np)
+        datas, labels = _split(data, label, ctx)
+        outputs = [net(x).astype("float32") for x in datas]
+        for y, output in zip(labels, outputs, strict=True):
+            out_np, label_np = output.asnumpy(), y.asnumpy()
+            scores.update(label_np, out_np, setup.loss(output, y).asnumpy())
+            all_outputs.append(out_np)
+            all_labels.append(label_np)
     return {
         "accuracy": scores.accuracy,
         "loss": scores.loss,

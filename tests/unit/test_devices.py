@@ -53,3 +53,17 @@ def test_all_supported_gpus_are_used(monkeypatch):
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 2)
     monkeypatch.setattr(devices, "compute_capabilities", lambda count: [(8, 6)] * count)
     assert devices.training_contexts("float16") == [mx.gpu(0), mx.gpu(1)]
+
+
+def test_oic_cpu_contexts_gives_several_cpu_contexts(monkeypatch):
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
+    env = {devices.CPU_CONTEXTS_ENV: "2"}
+    assert devices.training_contexts("float32", env) == [mx.cpu(0), mx.cpu(1)]
+    assert devices.training_contexts("float32", {}) == [mx.cpu(0)]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_oic_cpu_contexts_is_refused(monkeypatch, value):
+    monkeypatch.setattr(mx.context, "num_gpus", lambda: 0)
+    with pytest.raises(ClientError, match=f"OIC_CPU_CONTEXTS='{value}' must be a positive"):
+        devices.training_contexts("float32", {devices.CPU_CONTEXTS_ENV: value})

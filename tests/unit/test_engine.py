@@ -38,3 +38,25 @@ def test_a_stop_request_ends_validation():
     stop.set()
     with pytest.raises(TrainingInterrupted, match="during validation"):
         engine.evaluate(_Echo(20), data_iter, [mx.cpu()], setup, 20, stop=stop)
+
+
+@pytest.mark.parametrize("contexts", [1, 2, 3])
+def test_validation_scores_every_image_exactly_once_on_every_device(contexts):
+    """22 images in batches of 4 (the last padded with 2 repeats), split over the devices; a
+    last real slice of 2 images is smaller than the device count of 3."""
+    ctx = [mx.cpu(i) for i in range(contexts)]
+    data_iter, ids = _data(22, 22, 4)
+    net = _Echo(22)
+    seen_on = []
+    real_forward = net.forward
+
+    def forward(x):
+        seen_on.append(x.context)
+        return real_forward(x)
+
+    net.forward = forward
+    result = engine.evaluate(net, data_iter, ctx, engine.make_loss(False, None), 22)
+    np.testing.assert_array_equal(result["labels"].reshape(-1), ids)
+    np.testing.assert_array_equal(result["outputs"].argmax(axis=1), ids)  # each its own image
+    assert result["accuracy"] == 1.0
+    assert set(seen_on) == set(ctx)
