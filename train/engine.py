@@ -16,6 +16,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from train import precision
 from train.errors import TrainingInterrupted
 
 logger = logging.getLogger(__name__)
@@ -105,8 +106,13 @@ def train_one_epoch(
     pos_weight=None,
     progress=None,
     step_scale: int = 1,
+    mixed_precision: bool = False,
 ) -> dict[str, float]:
-    """Train for one pass over ``data_iter``; returns accuracy, loss, samples/sec, time."""
+    """Train for one pass over ``data_iter``; returns accuracy, loss, samples/sec, time.
+
+    With ``mixed_precision`` the backward pass runs on AMP's scaled loss (see
+    :mod:`train.precision`); ``trainer`` must then have been through ``amp.init_trainer``.
+    """
     data_iter.reset()
     scores = Scores(setup)
     start = tick = time.time()
@@ -117,7 +123,7 @@ def train_one_epoch(
         with autograd.record():
             outputs = [net(x) for x in datas]
             losses = [_loss(setup, o, y, pos_weight) for o, y in zip(outputs, labels, strict=True)]
-        autograd.backward(losses)
+            precision.backward(losses, trainer, mixed_precision)
         trainer.step(batch.data[0].shape[0] * step_scale)
         for y, o, loss in zip(labels, outputs, losses, strict=True):
             scores.update(y.asnumpy(), o.astype("float32").asnumpy(), loss.asnumpy())

@@ -14,7 +14,17 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from train import artifacts, checkpoint, devices, engine, model, pretrained, records, reports
+from train import (
+    artifacts,
+    checkpoint,
+    devices,
+    engine,
+    model,
+    precision,
+    pretrained,
+    records,
+    reports,
+)
 from train.config import TrainConfig
 from train.data import DataSpec, prepare_data, record_iter
 from train.distributed import Cluster, parameter_server
@@ -41,6 +51,7 @@ class Run:
     pos_weight: mx.nd.NDArray | None
     topology: Topology
     stop: threading.Event
+    mixed_precision: bool
 
     @property
     def is_chief(self) -> bool:
@@ -175,26 +186,31 @@ def _setup(paths: Paths, cfg: TrainConfig, topology: Topology, stop: threading.E
         spec.validation.count,
         spec.num_classes,
     )
-    if cfg.precision_dtype == "float16":
-        from mxnet.contrib import amp
-
-        amp.init()
+    mixed = precision.init(cfg.precision_dtype)
     net = build_network(paths, cfg, spec.num_classes)
+    if mixed:
+        net = precision.convert_loaded_graphs(net, cfg.image_shape)
     net.collect_params().reset_ctx(ctx)
     net.hybridize(static_alloc=True, static_shape=True)
+    trainer = make_trainer(net, cfg, topology, mixed)
+    setup = engine.make_loss(cfg.multi_label, cfg.top_k)
+    pos_weight = _pos_weight(cfg, spec)
+    return Run(paths, cfg, spec, ctx, net, trainer, setup, pos_weight, topology, stop, mixed)
+
+
+def make_trainer(
+    net: gluon.HybridBlock, cfg: TrainConfig, topology: Topology, mixed: bool
+) -> gluon.Trainer:
+    """The Trainer over ``net``'s parameters, with AMP's loss scaler when ``mixed``."""
     trainer = gluon.Trainer(
         net.collect_params(),
         make_optimizer(cfg),
         kvstore=topology.kvstore,
-        update_on_kvstore=True if topology.update_on_servers else None,
+        update_on_kvstore=precision.update_on_kvstore(mixed, topology.update_on_servers),
     )
-    if cfg.precision_dtype == "float16":
-        from mxnet.contrib import amp
-
-        amp.init_trainer(trainer)
-    setup = engine.make_loss(cfg.multi_label, cfg.top_k)
-    pos_weight = _pos_weight(cfg, spec)
-    return Run(paths, cfg, spec, ctx, net, trainer, setup, pos_weight, topology, stop)
+    if mixed:
+        precision.init_trainer(trainer)
+    return trainer
 
 
 def _iterators(run: Run):
@@ -345,6 +361,7 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
             logger.info("kv_store=%s ignored: a single host trains alone", cfg.kv_store)
         _train(paths, cfg, stop, Topology("device", paths.checkpoint_dir))
         return
+    precision.check_multi_host(cfg.precision_dtype)
     mode = cfg.kv_store or "dist_sync"
     logger.info(
         "Distributed training on %d hosts (%s), this is %s",
@@ -400,6 +417,7 @@ def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topo
             pos_weight=run.pos_weight,
             progress=bar,
             step_scale=topology.step_scale,
+            mixed_precision=run.mixed_precision,
         )
         if bar is not None:
             bar.close()
