@@ -137,8 +137,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     width, height = image_size(data)
     if width * height > max_pixels:
         raise ImageTooLarge(
-            f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the limit "
-            f"of {max_pixels / 1e6:.0f} megapixels; downscale it first"
+            f"image too large: {width}x{height} ({width * height / 1e6:.0f} megapixels), over "
+            f"the limit of {max_pixels / 1e6:.0f} megapixels; downscale it first"
         )
     _check_complete(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
