@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -92,9 +93,11 @@ class BlockingPredictor:
 
     def __init__(self) -> None:
         self.info = ModelInfo((3, 32, 32), 36, ("a", "b"), False)
+        self.entered = threading.Event()
         self.release = threading.Event()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.entered.set()
         self.release.wait()
         return np.full((len(batch), 2), 0.5, np.float32)
 
@@ -115,11 +118,12 @@ def test_ping_turns_503_with_the_reason_while_the_model_hangs_then_200(tmp_path:
     request = threading.Thread(target=invoke)
     request.start()
     client = app.test_client()
-    assert client.get("/ping").status_code == 200
+    assert predictor.entered.wait(10)
+    assert client.get("/ping").status_code == 200  # waiting, but not for long yet
     time.sleep(0.7)
     response = client.get("/ping")
     assert response.status_code == 503
-    assert "no request has completed for 1 s while 1 wait" in response.json["error"]
+    assert re.search(r"no request has completed for \d+ s while 1 wait", response.json["error"])
     assert "SERVE_PING_STALL_SECONDS=0.5" in response.json["error"]
     predictor.release.set()
     request.join(10)
