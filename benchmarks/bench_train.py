@@ -324,19 +324,17 @@ class MxTrainer:
 
     def __init__(self, packed, cores: int, batch_size: int):
         import mxnet as mx
-        from mxnet import gluon
 
         from train import engine, model
-        from train.loop import make_optimizer
+        from train.loop import Topology, make_trainer
 
         cfg = trainer_config(cores, batch_size)
         self.ctx = [mx.cpu()]
         self.net = model.from_scratch(cfg, NUM_CLASSES)
         self.net.collect_params().reset_ctx(self.ctx)
         self.net.hybridize(static_alloc=True, static_shape=True)
-        self.trainer = gluon.Trainer(
-            self.net.collect_params(), make_optimizer(cfg), kvstore="device"
-        )
+        one_host = Topology("device", Path(tempfile.gettempdir()))  # no checkpoint is written
+        self.trainer = make_trainer(self.net, cfg, one_host, mixed=False)
         self.setup = engine.make_loss(False, None)
         self.turns = _Turns(make_record_iter(packed, cores, batch_size))
         self.epoch = 0

@@ -18,7 +18,8 @@ from werkzeug.exceptions import HTTPException
 
 from serve import negotiation, proxy
 from serve.codecs import DECODERS, ENCODERS
-from serve.errors import BadRequest, Overloaded, PayloadTooLarge, ServeError
+from serve.errors import BadRequest, Overloaded, PayloadTooLarge, ServeError, Unhealthy
+from serve.health import Progress, ReadinessWatch
 from serve.model_slot import ModelSlot
 from serve.predictor import MXNetPredictor, Predictor, preprocess
 from serve.settings import Settings
@@ -31,10 +32,11 @@ EXTENSION = "image_classification_serve"
 
 @dataclass(frozen=True)
 class ServeState:
-    """What the request handlers share: the settings and the model slot."""
+    """What the request handlers share: the settings, the model slot and its progress."""
 
     settings: Settings
     model: ModelSlot
+    progress: Progress
 
 
 def _state() -> ServeState:
@@ -45,7 +47,8 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     """Build the app; without ``predictor``, start loading ``settings.model_dir`` in the background.
 
     A model that cannot be loaded does not stop the app: ``/ping`` answers 503 and the log
-    names the problem (see :class:`~serve.model_slot.ModelSlot`).
+    names the problem (see :class:`~serve.model_slot.ModelSlot`). Behind nginx, a thread keeps
+    the readiness file in step with the model's progress (see :mod:`serve.health`).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -56,7 +59,11 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
         loader = functools.partial(_load_model, settings)
         slot = ModelSlot(loader, retry_interval_s=settings.reload_interval_s)
         slot.start_loading()
-    app.extensions[EXTENSION] = ServeState(settings, slot)
+    progress = Progress(settings.ping_stall_s)
+    if settings.state_dir is not None:
+        marker = settings.state_dir / proxy.READY_MARKER
+        ReadinessWatch(progress, marker, lambda: slot.loaded).start()
+    app.extensions[EXTENSION] = ServeState(settings, slot, progress)
     app.add_url_rule("/ping", view_func=ping, methods=["GET"])
     app.add_url_rule("/invocations", view_func=invocations, methods=["POST"])
     app.add_url_rule("/execution-parameters", view_func=execution_parameters, methods=["GET"])
@@ -79,8 +86,17 @@ def _load_model(settings: Settings) -> Predictor:
 
 
 def ping() -> Response:
-    """200 with an empty body once the model is loaded; 503 (JSON reason) before."""
-    _state().model.get()
+    """200 with an empty body once the model is loaded and answering; 503 (JSON reason) before,
+    and while requests wait for a model that has answered none of them for too long."""
+    state = _state()
+    state.model.get()
+    stalled_for = state.progress.stalled_for()
+    if stalled_for is not None:
+        raise Unhealthy(
+            f"no request has completed for {stalled_for:.0f} s while "
+            f"{state.progress.waiting_count} wait (limit: SERVE_PING_STALL_SECONDS="
+            f"{state.settings.ping_stall_s:g})"
+        )
     return Response(status=200)
 
 
@@ -97,24 +113,27 @@ def invocations() -> Response:
     )
     predictor = state.model.get()
     decoded = DECODERS[media_type](request.get_data(cache=False), state.settings.max_image_pixels)
-    probabilities = _classify(decoded.images, predictor, state.settings)
+    probabilities = _classify(decoded.images, predictor, state)
     body = ENCODERS[options.media_type](
         probabilities, predictor.info.labels, decoded.batch, options.top_k
     )
     return Response(body, status=200, mimetype=options.media_type)
 
 
-def _classify(images: list[np.ndarray], predictor: Predictor, settings: Settings) -> np.ndarray:
+def _classify(images: list[np.ndarray], predictor: Predictor, state: ServeState) -> np.ndarray:
     """Preprocess and predict, a micro-batch at a time (a 100 MB batch-transform payload never
-    becomes one giant float array)."""
+    becomes one giant float array); each answer from the model counts as progress."""
+    settings = state.settings
     step, outputs = settings.max_batch_size, []
     try:
-        for start in range(0, len(images), step):
-            chunk = images[start : start + step]
-            batch = preprocess(
-                chunk, predictor.info, max_pixels=settings.max_image_pixels, first_index=start
-            )
-            outputs.append(predictor.predict(batch))
+        with state.progress.waiting() as answered:
+            for start in range(0, len(images), step):
+                chunk = images[start : start + step]
+                batch = preprocess(
+                    chunk, predictor.info, max_pixels=settings.max_image_pixels, first_index=start
+                )
+                outputs.append(predictor.predict(batch))
+                answered()
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from exc
     except TimeoutError as exc:

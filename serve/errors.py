@@ -52,3 +52,9 @@ class Overloaded(ServeError):
     """The model did not answer in time (the server is overloaded); retry later."""
 
     status = 503
+
+
+class Unhealthy(ServeError):
+    """The model has stopped answering: requests wait and none completed for too long."""
+
+    status = 503

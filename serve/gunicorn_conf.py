@@ -17,6 +17,7 @@ from typing import Any
 
 from serve.predictor import WORKER_INDEX_ENV
 from serve.settings import Settings
+from train.images import lift_pillow_limit
 
 _settings = Settings.from_env()
 
@@ -65,5 +66,7 @@ logconfig_dict: dict[str, Any] = {
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """Give each worker an index, so that workers spread over the visible GPUs."""
+    """Give each worker an index, so that workers spread over the visible GPUs; let
+    ``SERVE_MAX_IMAGE_PIXELS`` alone limit image sizes (not Pillow's own cap)."""
     os.environ[WORKER_INDEX_ENV] = str((worker.age - 1) % max(1, server.num_workers))
+    lift_pillow_limit()

@@ -98,13 +98,11 @@ def model_labels(classes: Sequence[str] | None, num_outputs: int) -> tuple[str, 
 
 
 def inference_context() -> Any:
-    """``mx.gpu(i)`` when a GPU is visible (workers spread over GPUs), else ``mx.cpu()``."""
-    import mxnet as mx
+    """``mx.gpu(i)`` when a GPU MXNet can run is visible (workers spread over GPUs), else
+    ``mx.cpu()`` (see :func:`train.devices.inference_context`)."""
+    from train import devices
 
-    gpus = mx.context.num_gpus()
-    if gpus == 0:
-        return mx.cpu()
-    return mx.gpu(int(os.environ.get(WORKER_INDEX_ENV, "0")) % gpus)
+    return devices.inference_context(int(os.environ.get(WORKER_INDEX_ENV, "0")))
 
 
 class MXNetPredictor:

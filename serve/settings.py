@@ -42,6 +42,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("expected a number > 0")
+    return value
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -116,6 +123,14 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         "seconds a request may take (gunicorn timeout, nginx proxy timeout)",
     ),
     EnvVar(
+        "ping_stall_s",
+        ("SERVE_PING_STALL_SECONDS",),
+        60.0,
+        _positive_float,
+        "/ping answers 503 while requests wait and none has completed for this long (a hung "
+        "model), 200 again once one completes; SageMaker then replaces the instance",
+    ),
+    EnvVar(
         "max_payload_mb",
         ("SAGEMAKER_MAX_PAYLOAD_IN_MB",),
         6,
@@ -172,7 +187,8 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         ("SERVE_MAX_IMAGE_PIXELS",),
         DEFAULT_MAX_PIXELS,
         _positive_int,
-        "images declaring more pixels are refused (413) before decoding",
+        "images declaring more pixels are refused (413) before decoding; the decoders' own caps "
+        "(Pillow's, OpenCV's) are set aside or set to it",
     ),
     EnvVar(
         "reload_interval_s",
@@ -215,6 +231,7 @@ class Settings:
     workers: int
     threads: int
     timeout: int
+    ping_stall_s: float
     max_payload_mb: int
     batch: bool
     batch_strategy: str

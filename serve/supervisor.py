@@ -22,6 +22,7 @@ from pathlib import Path
 
 from serve import proxy
 from serve.settings import STATE_DIR_ENV, Settings
+from train.images import opencv_limit_environment
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,13 @@ class Child:
 
 
 def child_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
-    """The children's environment: MXNet's CPU threads shared out between the workers.
+    """The children's environment: MXNet's CPU threads shared out between the workers, and
+    OpenCV's pixel cap set to ``SERVE_MAX_IMAGE_PIXELS`` before any of them loads OpenCV.
 
     MXNet otherwise uses half the cores (it assumes hyper-threading); an explicit
     ``OMP_NUM_THREADS`` from the user is kept.
     """
-    env = dict(environ)
+    env = {**environ, **opencv_limit_environment(settings.max_image_pixels)}
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.workers))
     return env

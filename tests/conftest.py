@@ -110,9 +110,12 @@ def run_job(monkeypatch, caplog) -> Iterator[Callable[[Path], JobResult]]:
     """Run ``train.main.run([])`` in-process on the SageMaker tree at ``base``.
 
     The job's own logging set-up (``basicConfig(force=True)``) would remove pytest's capture
-    handler, so it is replaced by ``caplog`` at INFO; the SIGTERM handler is restored after.
+    handler, so it is replaced by ``caplog`` at INFO; the SIGTERM handler and Pillow's pixel cap
+    (which the job lifts) are restored after.
     """
     from train import main
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
 
     monkeypatch.delenv("IC_SCRATCH_DIR", raising=False)
     monkeypatch.delenv("TRAINING_JOB_NAME", raising=False)

@@ -4,7 +4,8 @@ The layout is the built-in algorithm's, so its tooling (and its models) keep wor
 ``image-classification-symbol.json``, ``image-classification-NNNN.params`` (4-digit epoch) and
 ``model-shapes.json``. This product adds ``classes.json`` (class names, label mode) and the
 resolved ``hyperparameters.json`` (which tells the server the training ``resize``).
-Every file is written atomically: a crash never leaves a half-written model.
+Every file is written atomically and durably (synced before and after its rename): neither a
+crash nor a power loss leaves a half-written or empty file under a final name.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ SYMBOL_FILE = f"{MODEL_PREFIX}-symbol.json"
 SHAPES_FILE = "model-shapes.json"
 CLASSES_FILE = "classes.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
+TMP_SUFFIX = ".tmp"
 PARAMS_PATTERN = re.compile(rf"^{re.escape(MODEL_PREFIX)}-(\d{{4}})\.params$")
 
 
@@ -31,13 +33,33 @@ def params_file(epoch: int) -> str:
     return f"{MODEL_PREFIX}-{epoch:04d}.params"
 
 
+def fsync_file(path: Path) -> None:
+    """Flush ``path``'s data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(path: Path) -> None:
+    """Flush ``path``'s entries (a rename into it) to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp_path)`` then rename the temp file over ``path`` in one step.
 
-    The temp file sits in the same folder so the rename is atomic on POSIX file systems.
+    The temp file (``.<name>.XXXX.tmp``) sits in the same folder so the rename is atomic on
+    POSIX file systems; its data is synced before the rename and the folder after it, so that
+    after a power loss ``path`` holds either the old content or the new.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -45,10 +67,24 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
         # mkstemp creates 0600 files: give the model the usual 0644, so that a server running
         # as another user (compose's OIC_UID, a non-root container) can read it.
         os.chmod(tmp_path, 0o644)
+        fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        fsync_directory(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temp files an interrupted :func:`atomic_write` left in ``directory`` or its
+    sub-folders (a killed run's, which would otherwise end up in model.tar.gz or be synced to
+    S3 with the checkpoints); returns their paths."""
+    if not directory.is_dir():
+        return []
+    stale = sorted(p for p in directory.rglob(f".*{TMP_SUFFIX}") if p.is_file())
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

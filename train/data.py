@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,10 +178,17 @@ def _user_class_names(paths: Paths, num_classes: int) -> list[str] | None:
 
 
 def _pack(
-    source: Source, cfg: TrainConfig, paths: Paths, *, lossless: bool, workers: int, progress: bool
+    source: Source,
+    cfg: TrainConfig,
+    paths: Paths,
+    *,
+    lossless: bool,
+    workers: int,
+    progress: bool,
+    stop: threading.Event | None,
 ) -> records.PackedSet:
     if source.rec is not None:
-        count, _ = records.count_records(source.rec)
+        count, _ = records.count_records(source.rec, max_pixels=cfg.max_image_pixels, stop=stop)
         idx = source.rec.with_suffix(".idx")
         return records.PackedSet(source.rec, idx, count)
     _, height, width = cfg.image_shape
@@ -200,6 +208,7 @@ def _pack(
         cache_dir=paths.scratch_dir() / "records",
         workers=workers,
         max_bad=cfg.max_bad_image_fraction,
+        stop=stop,
         progress=progress,
     )
 
@@ -229,8 +238,19 @@ def _split(train: Source, cfg: TrainConfig) -> tuple[Source, Source]:
     )
 
 
-def prepare_data(paths: Paths, cfg: TrainConfig, *, workers: int, progress: bool) -> DataSpec:
-    """Read the channels, validate them, pack them (or reuse the cache) and describe them."""
+def prepare_data(
+    paths: Paths,
+    cfg: TrainConfig,
+    *,
+    workers: int,
+    progress: bool,
+    stop: threading.Event | None = None,
+) -> DataSpec:
+    """Read the channels, validate them, pack them (or reuse the cache) and describe them.
+
+    Raises:
+        TrainingInterrupted: ``stop`` was set while images were being packed.
+    """
     train = discover(paths, "train", cfg)
     if train is None:
         raise ClientError(
@@ -254,8 +274,9 @@ def prepare_data(paths: Paths, cfg: TrainConfig, *, workers: int, progress: bool
     if train.class_names is None and validation.class_names is not None:
         validation = _label_folders_by_name(validation, names, cfg.multi_label)
     _check_labels(validation, num_classes, cfg.multi_label)
-    packed_train = _pack(train, cfg, paths, lossless=False, workers=workers, progress=progress)
-    packed_val = _pack(validation, cfg, paths, lossless=True, workers=workers, progress=progress)
+    common = dict(workers=workers, progress=progress, stop=stop)
+    packed_train = _pack(train, cfg, paths, lossless=False, **common)
+    packed_val = _pack(validation, cfg, paths, lossless=True, **common)
     _check_counts(cfg, packed_train.count)
     iter_resize = cfg.resize if train.rec is not None else None
     return DataSpec(

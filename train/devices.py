@@ -1,5 +1,5 @@
-"""Which devices to train on: every visible GPU, else the CPU, with a clear refusal for GPUs
-that MXNet 1.9.1's CUDA wheels cannot run.
+"""Which devices to train and serve on: every visible GPU, else the CPU. Training refuses GPUs
+that MXNet 1.9.1's CUDA wheels cannot run; serving falls back to the CPU on them.
 
 The mxnet-cu112/cu117 1.9.1 wheels carry machine code for compute capability 5.0, 6.0, 7.0,
 8.0 and 8.6 and no PTX: Maxwell through Ada run, Kepler (K80, ml.p2) and Hopper or newer
@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from train.errors import ClientError
@@ -22,12 +24,34 @@ SUPPORTED_GPUS = (
     "Maxwell, Pascal, Volta, Turing, Ampere and Ada GPUs (compute capability 5.0-8.9), e.g. "
     "T4, V100, A10G, A100, L4, L40S: SageMaker ml.g4dn, ml.p3, ml.g5, ml.p4d, ml.g6, ml.g6e"
 )
+# A testing aid: N CPU contexts instead of one, to exercise the several-device code paths
+# (batch splitting, the 'device' KVStore, optimizer state, validation) on a machine without GPUs.
+CPU_CONTEXTS_ENV = "OIC_CPU_CONTEXTS"
 _CU_ATTR_CC_MAJOR = 75
 _CU_ATTR_CC_MINOR = 76
 
 
-def compute_capabilities(count: int) -> list[tuple[int, int]]:
-    """Compute capability of each GPU through the driver API (libcuda), [] if unavailable."""
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as the CUDA driver describes it."""
+
+    index: int
+    name: str
+    capability: tuple[int, int]
+
+    @property
+    def supported(self) -> bool:
+        """Whether MXNet 1.9.1's CUDA wheels carry machine code for it."""
+        return self.capability[0] in SUPPORTED_MAJORS
+
+    def __str__(self) -> str:
+        major, minor = self.capability
+        return f"GPU {self.index} ({self.name}, compute capability {major}.{minor})"
+
+
+def query_gpus(count: int) -> list[Gpu]:
+    """Name and compute capability of each GPU through the driver API (libcuda), [] if
+    unavailable."""
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
     except OSError:
@@ -41,8 +65,16 @@ def compute_capabilities(count: int) -> list[tuple[int, int]]:
             return []
         cuda.cuDeviceGetAttribute(ctypes.byref(major), _CU_ATTR_CC_MAJOR, device)
         cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CU_ATTR_CC_MINOR, device)
-        result.append((major.value, minor.value))
+        name = ctypes.create_string_buffer(256)
+        cuda.cuDeviceGetName(name, len(name), device)
+        label = name.value.decode(errors="replace") or "unknown GPU"
+        result.append(Gpu(ordinal, label, (major.value, minor.value)))
     return result
+
+
+def compute_capabilities(count: int) -> list[tuple[int, int]]:
+    """Compute capability of each GPU, [] if the driver cannot be asked."""
+    return [gpu.capability for gpu in query_gpus(count)]
 
 
 def check_supported(capabilities: list[tuple[int, int]]) -> None:
@@ -88,8 +120,9 @@ def configure_cpu_threads() -> None:
     os.environ["OMP_NUM_THREADS"] = str(physical_cores())
 
 
-def training_contexts(precision_dtype: str) -> list:
-    """All visible GPUs, or the CPU when there is none; refuses float16 on the CPU."""
+def training_contexts(precision_dtype: str, environ: Mapping[str, str] | None = None) -> list:
+    """All visible GPUs, or the CPU when there is none (``$OIC_CPU_CONTEXTS`` CPU contexts, one
+    by default); refuses float16 on the CPU."""
     import mxnet as mx
 
     count = mx.context.num_gpus()
@@ -99,8 +132,51 @@ def training_contexts(precision_dtype: str) -> list:
                 "precision_dtype=float16 needs a GPU and none is visible; use float32 on the "
                 "CPU, or run on a GPU instance (and with --gpus all / a compose GPU reservation)"
             )
-        logger.info("No GPU visible: training on the CPU")
-        return [mx.cpu()]
+        cpus = cpu_context_count(os.environ if environ is None else environ)
+        if cpus == 1:
+            logger.info("No GPU visible: training on the CPU")
+        else:
+            logger.info("No GPU visible: training on %d CPU contexts (%s)", cpus, CPU_CONTEXTS_ENV)
+        return [mx.cpu(i) for i in range(cpus)]
     check_supported(compute_capabilities(count))
     logger.info("Training on %d GPU(s)", count)
     return [mx.gpu(i) for i in range(count)]
+
+
+def cpu_context_count(environ: Mapping[str, str]) -> int:
+    """``$OIC_CPU_CONTEXTS`` (a testing aid), 1 when unset.
+
+    Raises:
+        ClientError: the value is not a positive integer.
+    """
+    raw = environ.get(CPU_CONTEXTS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ClientError(f"{CPU_CONTEXTS_ENV}={raw!r} must be a positive integer (or unset)")
+    return int(raw)
+
+
+def inference_context(worker_index: int):
+    """The device a server worker runs its model on: GPU ``worker_index`` (modulo the number
+    of GPUs) when MXNet can run it, else the CPU, with a warning that names the GPU.
+
+    A GPU MXNet 1.9.1 cannot run (Kepler, Hopper or newer) would fail at warm-up with "no
+    kernel image is available"; serving on the CPU is slower but works.
+    """
+    import mxnet as mx
+
+    count = mx.context.num_gpus()
+    if count == 0:
+        return mx.cpu()
+    index = worker_index % count
+    gpu = next((g for g in query_gpus(count) if g.index == index), None)
+    if gpu is not None and not gpu.supported:
+        logger.warning(
+            "%s cannot run MXNet 1.9.1, which runs only on %s: serving on the CPU instead "
+            "(slower). ONNX Runtime will serve on this GPU once this server supports it.",
+            gpu,
+            SUPPORTED_GPUS,
+        )
+        return mx.cpu()
+    return mx.gpu(index)

@@ -4,6 +4,12 @@ Every image goes through :func:`decode_image`, which refuses what should never r
 (empty bytes, unknown formats, decompression bombs, truncated JPEG/PNG) with a
 :class:`BadImage` that says why, and turns what is merely unusual (grayscale, CMYK, 16-bit,
 alpha channel, palette) into plain 8-bit RGB.
+
+The pixel limit is the caller's (``max_image_pixels``, ``SERVE_MAX_IMAGE_PIXELS``), checked from
+the header before any decoder runs. The decoders' own caps must not override it: entry points
+call :func:`lift_pillow_limit` (Pillow refuses over 179 MP by default), the server gives its
+workers :func:`opencv_limit_environment` (read once, when OpenCV loads), and an image over an
+OpenCV cap that could not be set in time is decoded by Pillow instead.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from PIL import Image
 
 # A 30000x30000 image is 900 megapixels; phone and DSLR photos stay well under 100.
 DEFAULT_MAX_PIXELS = 100_000_000
+# OpenCV 4 reads its pixel cap (default 2**30) from this variable when the library loads.
+OPENCV_PIXEL_LIMIT_ENV = "OPENCV_IO_MAX_IMAGE_PIXELS"
 
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
@@ -33,6 +41,18 @@ class ImageTooLarge(BadImage):
 
     Raised from the header alone, before any pixel is decoded; the server answers 413.
     """
+
+
+def lift_pillow_limit() -> None:
+    """Switch off Pillow's own decompression-bomb cap in this process (an entry point's
+    set-up): :func:`decode_image` checks every image against the caller's limit first."""
+    Image.MAX_IMAGE_PIXELS = None
+
+
+def opencv_limit_environment(max_pixels: int) -> dict[str, str]:
+    """The environment that gives OpenCV ``max_pixels`` as its cap, for a process not started
+    yet (OpenCV reads it once, when it loads)."""
+    return {OPENCV_PIXEL_LIMIT_ENV: str(max_pixels)}
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -117,12 +137,15 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     width, height = image_size(data)
     if width * height > max_pixels:
         raise ImageTooLarge(
-            f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the limit "
-            f"of {max_pixels / 1e6:.0f} megapixels; downscale it first"
+            f"image too large: {width}x{height} ({width * height / 1e6:.0f} megapixels), over "
+            f"the limit of {max_pixels / 1e6:.0f} megapixels; downscale it first"
         )
     _check_complete(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:  # over OpenCV's own pixel cap, which the caller's limit allows
+        image = None
     if image is None or image.size == 0:
         image = _decode_with_pillow(data)
     return _to_rgb8(image)

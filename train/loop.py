@@ -14,7 +14,17 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from train import artifacts, checkpoint, devices, engine, model, pretrained, records, reports
+from train import (
+    artifacts,
+    checkpoint,
+    devices,
+    engine,
+    model,
+    precision,
+    pretrained,
+    records,
+    reports,
+)
 from train.config import TrainConfig
 from train.data import DataSpec, prepare_data, record_iter
 from train.distributed import Cluster, parameter_server
@@ -40,6 +50,8 @@ class Run:
     setup: engine.LossSetup
     pos_weight: mx.nd.NDArray | None
     topology: Topology
+    stop: threading.Event
+    mixed_precision: bool
 
     @property
     def is_chief(self) -> bool:
@@ -166,36 +178,42 @@ def _fingerprint(cfg: TrainConfig, spec: DataSpec) -> dict:
     }
 
 
-def _setup(paths: Paths, cfg: TrainConfig, topology: Topology) -> Run:
+def _setup(paths: Paths, cfg: TrainConfig, topology: Topology, stop: threading.Event) -> Run:
     mx.random.seed(cfg.seed)
     ctx = devices.training_contexts(cfg.precision_dtype)
     workers = cfg.preprocess_threads or os.cpu_count() or 1
-    spec = prepare_data(paths, cfg, workers=workers, progress=interactive())
+    spec = prepare_data(paths, cfg, workers=workers, progress=interactive(), stop=stop)
     logger.info(
         "%d training and %d validation images, %d classes",
         spec.train.count,
         spec.validation.count,
         spec.num_classes,
     )
-    if cfg.precision_dtype == "float16":
-        from mxnet.contrib import amp
-
-        amp.init()
+    mixed = precision.init(cfg.precision_dtype)
     net = build_network(paths, cfg, spec.num_classes)
+    if mixed:
+        net = precision.convert_loaded_graphs(net, cfg.image_shape)
     net.collect_params().reset_ctx(ctx)
     net.hybridize(static_alloc=True, static_shape=True)
+    trainer = make_trainer(net, cfg, topology, mixed)
+    setup = engine.make_loss(cfg.multi_label, cfg.top_k)
+    pos_weight = _pos_weight(cfg, spec)
+    return Run(paths, cfg, spec, ctx, net, trainer, setup, pos_weight, topology, stop, mixed)
+
+
+def make_trainer(
+    net: gluon.HybridBlock, cfg: TrainConfig, topology: Topology, mixed: bool
+) -> gluon.Trainer:
+    """The Trainer over ``net``'s parameters, with AMP's loss scaler when ``mixed``."""
     trainer = gluon.Trainer(
         net.collect_params(),
         make_optimizer(cfg),
         kvstore=topology.kvstore,
-        update_on_kvstore=True if topology.update_on_servers else None,
+        update_on_kvstore=precision.update_on_kvstore(mixed, topology.update_on_servers),
     )
-    if cfg.precision_dtype == "float16":
-        from mxnet.contrib import amp
-
-        amp.init_trainer(trainer)
-    setup = engine.make_loss(cfg.multi_label, cfg.top_k)
-    return Run(paths, cfg, spec, ctx, net, trainer, setup, _pos_weight(cfg, spec), topology)
+    if mixed:
+        precision.init_trainer(trainer)
+    return trainer
 
 
 def _iterators(run: Run):
@@ -321,7 +339,7 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     elif state.epoch not in artifacts.params_epochs(model_dir):
         _export(run, state.epoch, keep_others=True)
     out = run.paths.output_data_dir
-    result = engine.evaluate(run.net, val_iter, run.ctx, run.setup, run.spec.validation.count)
+    result = _evaluate(run, val_iter)
     reports.write_metrics_csv(out / reports.METRICS_CSV, state.history)
     reports.plot_learning_curves(out / reports.CURVES_PNG, state.history)
     reports.write_validation_reports(
@@ -349,6 +367,7 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
             logger.info("kv_store=%s ignored: a single host trains alone", cfg.kv_store)
         _train(paths, cfg, stop, Topology("device", paths.checkpoint_dir))
         return
+    precision.check_multi_host(cfg.precision_dtype)
     mode = cfg.kv_store or "dist_sync"
     logger.info(
         "Distributed training on %d hosts (%s), this is %s",
@@ -373,7 +392,7 @@ def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topo
     """Prepare data and model, run the epochs (resuming if checkpoints exist), save."""
     if cfg.checkpoint_frequency is None:
         logger.info("checkpoint_frequency not set, will store the best model")
-    run = _setup(paths, cfg, topology)
+    run = _setup(paths, cfg, topology, stop)
     train_iter, val_iter = _iterators(run)
     fingerprint = _fingerprint(cfg, run.spec)
     state = checkpoint.load(topology.checkpoint_dir, fingerprint)
@@ -404,16 +423,23 @@ def _train(paths: Paths, cfg: TrainConfig, stop: threading.Event, topology: Topo
             pos_weight=run.pos_weight,
             progress=bar,
             step_scale=topology.step_scale,
+            mixed_precision=run.mixed_precision,
         )
         if bar is not None:
             bar.close()
-        val = engine.evaluate(run.net, val_iter, run.ctx, run.setup, run.spec.validation.count)
+        val = _evaluate(run, val_iter)
         improved = _record_epoch(run, state, epoch, train, val)
         _save_epoch_outputs(run, state, improved)
     if state.epoch == 0:
         raise ClientError("no epoch was trained")
     if run.is_chief:
         _finish(run, state, val_iter)
+
+
+def _evaluate(run: Run, val_iter) -> dict:
+    return engine.evaluate(
+        run.net, val_iter, run.ctx, run.setup, run.spec.validation.count, stop=run.stop
+    )
 
 
 def _progress_bar():

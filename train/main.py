@@ -16,7 +16,7 @@ import sys
 import threading
 import traceback
 
-from train import artifacts, devices
+from train import artifacts, devices, images
 from train.config import SPECS, load_hyperparameters, log_config
 from train.errors import ClientError, TrainingInterrupted
 from train.paths import Paths
@@ -59,11 +59,12 @@ def write_failure(paths: Paths, reason: str, exc: BaseException) -> None:
 
 
 def install_stop_handler(stop: threading.Event) -> None:
-    """SIGTERM (StopTrainingJob, spot interruption, docker stop) ends the job between batches,
-    after the last completed epoch's checkpoint is on disk."""
+    """SIGTERM (StopTrainingJob, spot interruption, docker stop) ends the job within seconds:
+    between batches of training and validation, or between images while packing. The last
+    completed epoch's checkpoint is on disk; a half-packed record file is discarded."""
 
     def handler(signum, _frame):
-        logger.warning("Received signal %d: stopping after the current batch", signum)
+        logger.warning("Received signal %d: stopping", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -76,6 +77,9 @@ def run(argv: list[str] | None = None) -> int:
     paths = Paths.from_env()
     for stale in (paths.failure_file, paths.success_file):  # a local re-run reuses the folder
         stale.unlink(missing_ok=True)
+    for folder in (paths.model_dir, paths.checkpoint_dir):
+        for stale in artifacts.remove_stale_temporaries(folder):
+            logger.info("Removed %s, a temporary file left by an interrupted run", stale)
     stop = threading.Event()
     install_stop_handler(stop)
     devices.configure_cpu_threads()  # before MXNet is imported
@@ -83,6 +87,7 @@ def run(argv: list[str] | None = None) -> int:
         from train.loop import train_job
 
         cfg = _read_config(paths)
+        images.lift_pillow_limit()  # max_image_pixels alone decides
         train_job(paths, cfg, stop)
     except ClientError as exc:
         logger.error("Customer Error: %s", exc)

@@ -4,7 +4,9 @@ Decoding happens here, in worker threads (OpenCV releases the GIL), and never ag
 training reads the packed file with MXNet's C++ ``ImageRecordIter``. Training images are
 stored as JPEG at the ``resize`` size; validation images as lossless PNG, so that validation
 sees exactly the pixels the server computes with the same :mod:`train.presets` code.
-Unreadable images are skipped and counted; the job fails when too many are.
+Unreadable images are skipped and counted; the job fails when too many are. A stop request
+(SIGTERM) ends packing within about one image's decoding time; the cache entry is only renamed
+into place, with its manifest, once it is complete.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from train import images, presets
-from train.errors import ClientError
+from train import artifacts, images, presets
+from train.errors import ClientError, TrainingInterrupted
 from train.lst import Entry
 
 logger = logging.getLogger(__name__)
@@ -33,6 +37,9 @@ REC_FILE = "data.rec"
 IDX_FILE = "data.idx"
 MANIFEST_FILE = "manifest.json"
 MAX_NAMED = 10  # bad files named in a message
+# The OpenCV 3.4.2 linked into libmxnet 1.9.1 caps images at 2**30 pixels at compile time
+# (OpenCV 4 reads OPENCV_IO_MAX_IMAGE_PIXELS; 3.4.2 has no such variable).
+MXNET_OPENCV_MAX_PIXELS = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -90,11 +97,25 @@ def _load(entry: Entry, root: Path, settings: PackSettings) -> tuple[bytes | Non
 
 
 def _iter_loaded(
-    entries: list[Entry], root: Path, settings: PackSettings, workers: int
+    entries: list[Entry], root: Path, settings: PackSettings, workers: int, stop: threading.Event
 ) -> Iterator[tuple[Entry, bytes | None, str]]:
+    """Load images in ``workers`` threads, in order, with a few per thread in flight: a stop
+    request waits only for those, never for the rest of the data set."""
+    window = 4 * workers
+    todo = iter(entries)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda e: _load(e, root, settings), entries, chunksize=1)
-        for entry, (data, problem) in zip(entries, results, strict=True):
+        pending: deque[tuple[Entry, Future]] = deque()
+        while True:
+            while len(pending) < window and (entry := next(todo, None)) is not None:
+                pending.append((entry, pool.submit(_load, entry, root, settings)))
+            if not pending:
+                return
+            if stop.is_set():
+                for _, future in pending:
+                    future.cancel()
+                raise TrainingInterrupted("stop requested while packing images")
+            entry, future = pending.popleft()
+            data, problem = future.result()
             yield entry, data, problem
 
 
@@ -105,28 +126,35 @@ def _write(
     out_dir: Path,
     workers: int,
     progress: bool,
+    stop: threading.Event,
 ) -> tuple[int, list[tuple[str, str]], list[str]]:
     from mxnet import recordio
     from tqdm import tqdm
 
     writer = recordio.MXIndexedRecordIO(str(out_dir / IDX_FILE), str(out_dir / REC_FILE), "w")
     count, skipped, too_small = 0, [], []
-    loaded = _iter_loaded(entries, root, settings, workers)
-    for entry, data, problem in tqdm(
-        loaded, total=len(entries), disable=not progress, desc="packing", unit="img"
-    ):
-        if data is None:
-            if problem.startswith("too small"):
-                too_small.append(entry.relpath)
-            else:
-                skipped.append((entry.relpath, problem))
-            continue
-        labels = entry.labels
-        label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
-        header = recordio.IRHeader(0 if len(labels) == 1 else len(labels), label, entry.index, 0)
-        writer.write_idx(entry.index, recordio.pack(header, data))
-        count += 1
-    writer.close()
+    loaded = _iter_loaded(entries, root, settings, workers, stop)
+    try:
+        for entry, data, problem in tqdm(
+            loaded, total=len(entries), disable=not progress, desc="packing", unit="img"
+        ):
+            if data is None:
+                if problem.startswith("too small"):
+                    too_small.append(entry.relpath)
+                else:
+                    skipped.append((entry.relpath, problem))
+                continue
+            labels = entry.labels
+            label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
+            header = recordio.IRHeader(
+                0 if len(labels) == 1 else len(labels), label, entry.index, 0
+            )
+            writer.write_idx(entry.index, recordio.pack(header, data))
+            count += 1
+    finally:
+        writer.close()
+    for written in (out_dir / REC_FILE, out_dir / IDX_FILE):
+        artifacts.fsync_file(written)
     return count, skipped, too_small
 
 
@@ -175,11 +203,13 @@ def pack(
     cache_dir: Path,
     workers: int,
     max_bad: float,
+    stop: threading.Event | None = None,
     progress: bool = False,
 ) -> PackedSet:
     """Pack ``entries`` (paths relative to ``root``) into a RecordIO file, or reuse the cache.
 
     Raises:
+        TrainingInterrupted: ``stop`` was set; nothing is left in the cache.
         ClientError: images too small for ``image_shape``, or more unusable images than
             ``max_bad`` allows.
     """
@@ -198,33 +228,69 @@ def pack(
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir))
     try:
-        count, skipped, too_small = _write(entries, root, settings, tmp, workers, progress)
+        stop = stop or threading.Event()
+        count, skipped, too_small = _write(entries, root, settings, tmp, workers, progress, stop)
         _check_outcome(name, len(entries), count, skipped, too_small, settings, max_bad)
-        (tmp / MANIFEST_FILE).write_text(json.dumps({"count": count, "skipped": skipped}))
+        artifacts.atomic_write_json(tmp / MANIFEST_FILE, {"count": count, "skipped": skipped})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        artifacts.fsync_directory(cache_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Done creating record files for %s: %d images", name, count)
     return PackedSet(final / REC_FILE, final / IDX_FILE, count, skipped)
 
 
-def count_records(rec: Path) -> tuple[int, int]:
-    """Number of records in a RecordIO file and the label width of the first one."""
+def count_records(
+    rec: Path, *, max_pixels: int | None = None, stop: threading.Event | None = None
+) -> tuple[int, int]:
+    """Number of records in a RecordIO file and the label width of the first one.
+
+    With ``max_pixels``, every record's image size is read from its header: MXNet's
+    ``ImageRecordIter`` decodes these records itself, with no limit but its own.
+
+    Raises:
+        ClientError: a record's image is over ``max_pixels`` or over MXNet's own cap.
+        TrainingInterrupted: ``stop`` was set.
+    """
     from mxnet import recordio
 
     reader = recordio.MXRecordIO(str(rec), "r")
     count, width = 0, 1
-    while True:
-        item = reader.read()
-        if item is None:
-            break
-        if count == 0:
-            header, _ = recordio.unpack(item)
-            width = max(1, int(header.flag))
-        count += 1
-    reader.close()
+    try:
+        while (item := reader.read()) is not None:
+            header, payload = recordio.unpack(item)
+            if count == 0:
+                width = max(1, int(header.flag))
+            if max_pixels is not None:
+                _check_record_size(rec, header.id, payload, max_pixels)
+            count += 1
+            if stop is not None and count % 256 == 0 and stop.is_set():
+                raise TrainingInterrupted(f"stop requested while reading {rec.name}")
+    finally:
+        reader.close()
     return count, width
+
+
+def _check_record_size(rec: Path, record_id: int, payload: bytes, max_pixels: int) -> None:
+    try:
+        width, height = images.image_size(payload)
+    except images.ImageTooLarge:
+        width, height = max_pixels + 1, 1  # over Pillow's own cap, so over ours too
+    except images.BadImage:
+        return  # ImageRecordIter reports undecodable records itself
+    if width * height > max_pixels:
+        raise ClientError(
+            f"record {record_id} of {rec.name} holds a {width}x{height} image, more than "
+            f"max_image_pixels={max_pixels}; downscale it, or raise max_image_pixels"
+        )
+    if width * height > MXNET_OPENCV_MAX_PIXELS:
+        raise ClientError(
+            f"record {record_id} of {rec.name} holds a {width}x{height} image: MXNet's "
+            f"ImageRecordIter cannot decode images over {MXNET_OPENCV_MAX_PIXELS} pixels (a "
+            f"fixed limit of the OpenCV inside MXNet). Give the images with a .lst file "
+            f"instead: they are then resized once while packing"
+        )
 
 
 def read_labels(rec: Path) -> np.ndarray:

@@ -25,9 +25,12 @@ TINY = {
 }
 
 
-def run_training(base: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m train`` on the tree at ``base``, as the container runs it."""
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
+def run_training(
+    base: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m train`` on the tree at ``base``, as the container runs it (with ``env``
+    added to the environment)."""
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "train"],
         cwd=REPO,

@@ -28,7 +28,7 @@ from serve import proxy
 from serve.settings import Settings
 from tests.conftest import png_bomb
 from tests.datagen import make_image
-from tests.serve_fixtures import ServerProcess, make_model_dir
+from tests.serve_fixtures import REPO, ServerProcess, make_model_dir
 
 pytestmark = pytest.mark.integration
 
@@ -300,3 +300,49 @@ def test_rendered_nginx_conf_passes_nginx_t(tmp_path) -> None:
         text=True,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_ping_turns_unhealthy_when_the_model_hangs_and_healthy_once_it_answers(
+    model_base, tmp_path
+) -> None:
+    """The worker keeps running (gunicorn's heartbeat is fine) while every request thread waits
+    for a model that never answers: /ping, from gunicorn or from nginx's fallback, must say
+    503 once the stall limit passes, and 200 again once requests complete."""
+    require_nginx()
+    freeze, limit = tmp_path / "freeze", 4.0
+    env = {
+        "MODEL_SERVER_THREADS": "2",
+        "SERVE_PING_STALL_SECONDS": str(limit),
+        "PYTHONPATH": f"{REPO / 'tests' / 'fault_injection'}{os.pathsep}{REPO}",
+        "OIC_TEST_FREEZE_FILE": str(freeze),
+    }
+    with ServerProcess(model_base, tmp_path / "server.log", env) as proc:
+        proc.wait_listening(timeout=120)
+        freeze.touch()
+
+        def invoke(_):
+            return requests.post(
+                f"{proc.url}/invocations",
+                data=jpeg(0, 3),
+                headers={"Content-Type": ct.JPEG},
+                timeout=60,
+            ).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = pool.map(invoke, range(4))  # more than the worker's 2 threads
+            start, release_at, timeline = time.monotonic(), limit + 4, []
+            while (elapsed := time.monotonic() - start) < release_at + 4:
+                if elapsed >= release_at and freeze.exists():
+                    freeze.unlink()
+                sent = time.monotonic()
+                status = requests.get(f"{proc.url}/ping", timeout=5).status_code
+                timeline.append((elapsed, status, time.monotonic() - sent))
+                time.sleep(0.25)
+            assert list(answers) == [200] * 4
+        print("t(s) status latency(s):", [(round(t, 1), s, round(d, 2)) for t, s, d in timeline])
+        assert max(d for _, _, d in timeline) < 2.0  # always answered within SageMaker's 2 s
+        assert all(s == 200 for t, s, _ in timeline if t < limit - 0.5)
+        assert all(s == 503 for t, s, _ in timeline if limit + 2.5 < t < release_at)
+        assert all(s == 200 for t, s, _ in timeline if t > release_at + 2.5)
+        assert "reporting unhealthy on /ping" in proc.log()
+        assert "reporting healthy on /ping" in proc.log()

@@ -118,3 +118,25 @@ def test_atomic_writes_are_readable_by_other_users(tmp_path):
     target = tmp_path / "model" / "classes.json"
     artifacts.atomic_write_json(target, {"classes": ["a"]})
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_write_syncs_the_data_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = artifacts.os.fsync, artifacts.os.replace
+
+    def fsync(fd):
+        events.append(("fsync", artifacts.os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(artifacts.os, "fsync", fsync)
+    monkeypatch.setattr(artifacts.os, "replace", replace)
+    path = tmp_path / "model.params"
+    artifacts.atomic_write_bytes(path, b"weights")
+    assert [kind for kind, _ in events] == ["fsync", "rename", "fsync"]
+    assert events[0][1].startswith(str(tmp_path / ".model.params."))  # the temp file's data
+    assert events[1][1] == str(path)
+    assert events[2][1] == str(tmp_path)  # then the folder's entry

@@ -16,24 +16,34 @@ from train.errors import ClientError
 FINGERPRINT = {"num_layers": 20, "num_classes": 3, "image_shape": [3, 32, 32], "multi_label": False}
 
 
-def _net_and_trainer(seed: int):
+def _net_and_trainer(seed: int, ctx=None, update_on_kvstore=None):
     mx.random.seed(seed)
     net = gluon.nn.Dense(3, in_units=4)
-    net.initialize(mx.init.Normal(1.0))
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+    net.initialize(mx.init.Normal(1.0), ctx=ctx or [mx.cpu()])
+    trainer = gluon.Trainer(
+        net.collect_params(),
+        "sgd",
+        {"learning_rate": 0.1, "momentum": 0.9},
+        kvstore="device",
+        update_on_kvstore=update_on_kvstore,
+    )
     return net, trainer
 
 
 def _step(net, trainer):
-    x = mx.nd.ones((2, 4))
+    ctx = net.weight.list_ctx()
+    x = mx.nd.arange(4 * len(ctx) * 2).reshape((-1, 4)) / 10
     with autograd.record():
-        loss = (net(x) ** 2).sum()
-    loss.backward()
-    trainer.step(2)
+        losses = [(net(part) ** 2).sum() for part in gluon.utils.split_and_load(x, ctx)]
+    autograd.backward(losses)
+    trainer.step(x.shape[0])
 
 
 def _weights(net) -> np.ndarray:
-    return net.weight.data().asnumpy().copy()
+    copies = [w.asnumpy() for w in net.weight.list_data()]
+    for other in copies[1:]:
+        np.testing.assert_array_equal(other, copies[0])  # every device holds the same weights
+    return copies[0].copy()
 
 
 def test_nothing_to_resume_in_an_empty_dir(tmp_path):
@@ -55,19 +65,22 @@ def test_save_then_load_round_trips_the_loop_state(tmp_path):
     assert json.loads((tmp_path / checkpoint.STATE_FILE).read_text())["epoch"] == 2
 
 
-def test_restore_gives_back_weights_and_optimizer_state(tmp_path):
-    net, trainer = _net_and_trainer(0)
+@pytest.mark.parametrize(
+    ("contexts", "update_on_kvstore"),
+    [(1, None), (2, None), (2, False)],  # False: several devices with float16 loss scaling
+)
+def test_restore_gives_back_weights_and_optimizer_state(tmp_path, contexts, update_on_kvstore):
+    ctx = [mx.cpu(i) for i in range(contexts)]
+    net, trainer = _net_and_trainer(0, ctx, update_on_kvstore)
     _step(net, trainer)
     state = LoopState(epoch=1, fingerprint=FINGERPRINT)
     checkpoint.save(tmp_path, state, net, trainer, improved=True)
     _step(net, trainer)  # the "interrupted" continuation, for reference
     expected = _weights(net)
 
-    fresh, fresh_trainer = _net_and_trainer(1)
+    fresh, fresh_trainer = _net_and_trainer(1, ctx, update_on_kvstore)
     assert not np.allclose(_weights(fresh), expected)
-    checkpoint.restore(
-        tmp_path, checkpoint.load(tmp_path, FINGERPRINT), fresh, fresh_trainer, [mx.cpu()]
-    )
+    checkpoint.restore(tmp_path, checkpoint.load(tmp_path, FINGERPRINT), fresh, fresh_trainer, ctx)
     _step(fresh, fresh_trainer)
     # Same result only if the momentum buffers were restored along with the weights.
     assert np.allclose(_weights(fresh), expected, atol=1e-6)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +16,8 @@ from PIL import Image
 from tests.conftest import BOMB_SIDE, png_bomb
 from train import images
 from train.images import BadImage, ImageTooLarge, decode_image
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -96,10 +102,51 @@ def test_image_bomb_is_refused_from_its_header_before_decoding(bomb_png, monkeyp
     monkeypatch.setattr(images, "_decode_with_pillow", no_decoding)
     with pytest.raises(ImageTooLarge, match="too large"):
         decode_image(bomb_png)
-    # The same refusal when the limit is generous (Pillow's own bomb guard steps in).
-    with pytest.raises(ImageTooLarge):
-        decode_image(bomb_png, max_pixels=10 * BOMB_SIDE * BOMB_SIDE)
     assert len(bomb_png) < 200_000
+
+
+def test_the_callers_limit_applies_above_pillows_own_cap(monkeypatch):
+    """Pillow refuses over 179 MP by default; entry points lift that cap so that
+    max_image_pixels / SERVE_MAX_IMAGE_PIXELS decides (header only: nothing is decoded)."""
+    header = png_bomb(side=15_000)[:64]  # 225 megapixels
+    with pytest.raises(ImageTooLarge):  # without the entry point's set-up, Pillow's cap
+        images.image_size(header)
+    monkeypatch.setattr(images.Image, "MAX_IMAGE_PIXELS", images.Image.MAX_IMAGE_PIXELS)
+    images.lift_pillow_limit()
+    assert images.image_size(header) == (15_000, 15_000)
+    with pytest.raises(ImageTooLarge, match="over the limit of 200 megapixels"):
+        decode_image(header, max_pixels=200_000_000)
+
+
+_OPENCV_CAP_CHECK = """
+import sys
+import cv2
+import numpy as np
+from train.images import decode_image
+png = cv2.imencode(".png", np.full((40, 50, 3), 7, np.uint8))[1]
+try:
+    cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
+    print("opencv decoded")
+except cv2.error:
+    print("opencv refused")
+image = decode_image(png.tobytes(), max_pixels=10**8)  # over OpenCV's cap: Pillow decodes
+print(image.shape, int(image.max()))
+"""
+
+
+@pytest.mark.parametrize("limit, opencv", [(1999, "refused"), (2000, "decoded")])
+def test_opencv_takes_its_cap_from_the_environment_the_server_gives_its_workers(limit, opencv):
+    from serve.settings import Settings
+    from serve.supervisor import child_environment
+
+    settings = Settings.from_env({"SERVE_MAX_IMAGE_PIXELS": str(limit)})
+    env = child_environment(settings, {**os.environ, "PYTHONPATH": str(REPO)})
+    assert env["OPENCV_IO_MAX_IMAGE_PIXELS"] == str(limit)
+    result = subprocess.run(
+        [sys.executable, "-c", _OPENCV_CAP_CHECK], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == [f"opencv {opencv}", "(40, 50, 3) 7"]
 
 
 def test_bomb_header_is_what_it_claims(bomb_png):

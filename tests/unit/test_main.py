@@ -137,3 +137,31 @@ def test_a_rerun_clears_the_previous_runs_outcome(tmp_path, run_job, monkeypatch
     monkeypatch.setattr(loop, "train_job", _raise(ClientError("bad again")))
     assert run_job(base).code == 1
     assert not (base / "output" / "success").exists()
+
+
+def test_temporary_files_a_killed_run_left_are_removed_at_start(tmp_path, run_job, calls):
+    base = _tree(tmp_path, {})
+    stale = [
+        base / "model" / ".image-classification-0003.params.k2j4x1.tmp",
+        base / "checkpoints" / ".state.json.a8b9c0.tmp",
+        base / "checkpoints" / "algo-2" / ".net-0002.params.zz1.tmp",  # a multi-host sub-folder
+    ]
+    kept = [base / "model" / "image-classification-0002.params", base / "model" / "notes.tmp"]
+    for path in stale + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    result = run_job(base)
+    assert result.code == 0
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.exists() for p in kept)
+    assert f"Removed {stale[0]}" in result.log
+
+
+def test_the_job_lets_max_image_pixels_alone_limit_image_sizes(tmp_path, run_job, calls):
+    from PIL import Image
+
+    base = _tree(tmp_path, {})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", 178956970)
+        assert run_job(base).code == 0
+        assert Image.MAX_IMAGE_PIXELS is None  # Pillow's own cap lifted

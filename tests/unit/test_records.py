@@ -202,3 +202,19 @@ def test_changed_image_is_repacked(tmp_path):
     second = _pack(entries, root, tmp_path)
     assert second.rec != first.rec
     assert _read_back(second)[0][2].max() < 10  # the new, black image was packed
+
+
+def test_a_users_record_file_is_held_to_max_image_pixels(tmp_path):
+    """ImageRecordIter decodes a user's .rec itself: its images are checked from their
+    headers while the records are counted."""
+    from mxnet import recordio
+
+    rec = tmp_path / "train.rec"
+    writer = recordio.MXRecordIO(str(rec), "w")
+    for index, (width, height) in enumerate([(40, 30), (120, 90)]):
+        image = np.zeros((height, width, 3), np.uint8)
+        writer.write(recordio.pack(recordio.IRHeader(0, 1.0, index, 0), images.encode_png(image)))
+    writer.close()
+    assert records.count_records(rec, max_pixels=120 * 90) == (2, 1)
+    with pytest.raises(ClientError, match=r"record 1 of train.rec holds a 120x90 image"):
+        records.count_records(rec, max_pixels=120 * 90 - 1)

@@ -59,3 +59,19 @@ def test_required_nginx_that_is_missing_is_an_error(monkeypatch) -> None:
     monkeypatch.setattr(proxy, "nginx_binary", lambda: None)
     with pytest.raises(supervisor.ProxyUnavailable):
         supervisor.use_nginx(settings(SERVE_PROXY="nginx"))
+
+
+def test_workers_let_serve_max_image_pixels_alone_limit_image_sizes(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from serve import gunicorn_conf, predictor
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 178956970)
+    monkeypatch.delenv(predictor.WORKER_INDEX_ENV, raising=False)
+    gunicorn_conf.post_fork(SimpleNamespace(num_workers=2), SimpleNamespace(age=3))
+    monkeypatch.delenv(predictor.WORKER_INDEX_ENV)
+    assert Image.MAX_IMAGE_PIXELS is None
+    env = supervisor.child_environment(settings(SERVE_MAX_IMAGE_PIXELS="300000000"), {})
+    assert env["OPENCV_IO_MAX_IMAGE_PIXELS"] == "300000000"
