@@ -15,6 +15,8 @@ import pytest
 from tests.datagen import make_class_folders, make_image
 from tests.integration.conftest import run_training, set_hyperparameters
 from train import artifacts, model, records, reports
+from train.formats import model_dir
+from train.formats.metadata import InputConvention
 from train.lst import Entry
 from train.metric_lines import METRIC_DEFINITIONS
 
@@ -35,9 +37,11 @@ def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path):
         assert re.search(definition["Regex"], result.stdout), definition
     files = artifacts.locate_model(tiny_tree / "model")
     assert files.classes == ["class_0", "class_1", "class_2"]
-    assert files.image_shape == (3, 32, 32) and files.resize == 36
+    assert files.image_shape == (3, 32, 32)
     assert len(artifacts.params_epochs(tiny_tree / "model")) == 1  # best model only
-    block = model.load_for_inference(files, mx.cpu())
+    saved = model_dir.open_model(tiny_tree / "model")
+    assert saved.convention == InputConvention("raw", 3, "resize_crop", 36)
+    block = model_dir.load_for_inference(saved, mx.cpu())
     probabilities = block(mx.nd.zeros((2, 3, 32, 32))).asnumpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert (tiny_tree / "output" / "success").exists()
