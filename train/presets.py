@@ -85,12 +85,15 @@ def eval_transform(
     """
     channels, height, width = image_shape
     if resize is None:
+        if channels == 1:  # gray first, as the built-in's serving decodes to "L"
+            image_rgb = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
         cropped = cv2.resize(image_rgb, (width, height), interpolation=cv2.INTER_LINEAR)
     else:
         cropped = center_crop(prepare_for_eval(image_rgb, resize), height, width)
+        if channels == 1:  # after resizing, as validation records are decoded
+            cropped = cv2.cvtColor(np.ascontiguousarray(cropped), cv2.COLOR_RGB2GRAY)
     if channels == 1:
-        gray = cv2.cvtColor(np.ascontiguousarray(cropped), cv2.COLOR_RGB2GRAY)
-        return gray.astype(np.float32)[None]
+        return cropped.astype(np.float32)[None]
     return np.ascontiguousarray(cropped.astype(np.float32).transpose(2, 0, 1))
 
 
