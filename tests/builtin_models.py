@@ -200,9 +200,10 @@ def plain_mxnet_predict(prefix: Path, epoch: int, batch: np.ndarray) -> np.ndarr
     return module.get_outputs()[0].asnumpy()
 
 
-def _labels(labels: np.ndarray, variant: Variant, num_classes: int) -> np.ndarray:
-    """Class indices; for multi-label one-hot rows, plus class 1 on every other class-0 image
-    so that a class-0 image's scores sum to about 1.5 (a softmax would force 1)."""
+def training_labels(labels: np.ndarray, variant: Variant, num_classes: int) -> np.ndarray:
+    """What the model learns: class indices; for multi-label one-hot rows, plus class 1 on
+    every other class-0 image so that a class-0 image's scores sum to about 1.5 (a softmax
+    would force 1)."""
     if not variant.multi_label:
         return labels
     rows = np.eye(num_classes, dtype=np.float32)[labels]
@@ -216,7 +217,7 @@ def train_builtin_model(variant: Variant, data: Dataset, model_dir: Path) -> Bui
     np.random.seed(7)
     size, channels, classes = variant.size, variant.channels, data.num_classes
     x = np.stack([stretched_pixels(p, size, channels) for p, _ in data.train])
-    y = _labels(np.array([label for _, label in data.train]), variant, classes)
+    y = training_labels(np.array([label for _, label in data.train]), variant, classes)
     symbol = resnet_symbol(variant, classes)
     label_name = symbol.list_arguments()[-1]  # softmax_label / logistic_label
     train_iter = mx.io.NDArrayIter(x, y, batch_size=16, shuffle=True, label_name=label_name)
