@@ -149,15 +149,15 @@ def test_a_product_model_answers_builtin_client_code(tmp_path):
     script does (stretched raw pixels), agrees with the product's endpoint (resize + crop)."""
     base = make_sagemaker_tree(
         tmp_path / "opt_ml",
-        train_per_class=40,
+        train_per_class=48,
         val_per_class=40,
         hyperparameters={
             "num_layers": "20",
             "image_shape": "3,32,32",
             "resize": "36",
-            "epochs": "3",
+            "epochs": "4",
             "mini_batch_size": "16",
-            "learning_rate": "0.05",
+            "learning_rate": "0.01",
             "use_pretrained_model": "0",
         },
     )
