@@ -19,8 +19,8 @@ from train.config import TrainConfig
 from train.data import DataSpec, prepare_data, record_iter
 from train.distributed import Cluster, parameter_server
 from train.errors import ClientError
-from train.formats import checkpoint as symbolic_checkpoint
 from train.formats import model_dir as saved_models
+from train.formats import mxnet_checkpoint
 from train.formats.metadata import InputConvention
 from train.metric_lines import epoch_lines
 from train.paths import Paths
@@ -141,9 +141,9 @@ def build_network(paths: Paths, cfg: TrainConfig, num_classes: int) -> gluon.Hyb
     if seed is not None:
         return saved_models.seed_network(seed, num_classes, cfg.image_shape)
     if cfg.use_pretrained_model:
-        found = symbolic_checkpoint.find(paths.channel(pretrained.PRETRAINED_CHANNEL))
+        found = mxnet_checkpoint.find(paths.channel(pretrained.PRETRAINED_CHANNEL))
         if found is not None:
-            return symbolic_checkpoint.from_checkpoint(
+            return mxnet_checkpoint.from_checkpoint(
                 *found, num_classes, cfg.image_shape, cfg.num_layers
             )
         weights = pretrained.locate_weights(

@@ -8,6 +8,6 @@ One family, shared by the trainer and the server:
   algorithm's models, MXNet checkpoints): classifier cut, served outputs, first layer.
 - :mod:`~train.formats.model_dir`: this product's / the built-in's model directory: export,
   incremental-training seed, inference.
-- :mod:`~train.formats.checkpoint`: an MXNet symbolic checkpoint (``*-symbol.json`` +
+- :mod:`~train.formats.mxnet_checkpoint`: an MXNet symbolic checkpoint (``*-symbol.json`` +
   ``*-NNNN.params``) in the ``pretrained`` channel, such as the MXNet model zoo's ResNets.
 """

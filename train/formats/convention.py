@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from train import artifacts
 from train.formats.metadata import InputConvention, ModelMetadata
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def detect(
        to declare another convention.
     """
     if record is not None:
-        logger.info("Input convention from %s", "model-metadata.json")
+        logger.info("Input convention from %s", artifacts.METADATA_FILE)
         return record.input
     if product_hyperparameters is not None:
         value = product_hyperparameters.get("resize")
