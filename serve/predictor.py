@@ -1,10 +1,11 @@
 """The model behind the endpoint: loaded once per worker, fed preprocessed batches.
 
 :func:`preprocess` is the serving side of the one preprocessing (``train.presets.
-eval_transform``, the transform training-time validation uses), applied with the ``image_shape``
-and ``resize`` the model directory records. :class:`MXNetPredictor` loads the model through
-``train.model.load_for_inference`` (this product's models and the built-in's), on a GPU when one
-is visible, and runs every forward pass through one :class:`~serve.batching.MicroBatcher`.
+eval_transform``, the transform training-time validation uses): raw pixels, with the geometry of
+the model's input convention (``train.formats``). :class:`MXNetPredictor` loads the model through
+``train.formats.model_dir`` (this product's models and the built-in's, all made to take raw
+pixels), on a GPU when one is visible, and runs every forward pass through one
+:class:`~serve.batching.MicroBatcher`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ModelInfo:
     """What the request pipeline needs to know about the loaded model."""
 
     image_shape: tuple[int, int, int]
-    resize: int | None
+    resize: int | None  # shorter side before the centre crop; None: stretch to image_shape
     labels: tuple[str, ...]
     multi_label: bool
 
@@ -52,8 +53,8 @@ class Predictor(Protocol):
 def resized_pixels(height: int, width: int, info: ModelInfo) -> int:
     """Pixels of an image once :func:`eval_transform` has resized its shorter side.
 
-    A model without a recorded ``resize`` (the built-in's) is resized straight to its input
-    size, which never grows an image beyond that.
+    A stretched model (``resize`` None, the built-in's) is resized straight to its input size,
+    which never grows an image beyond that.
     """
     if info.resize is None:
         return info.image_shape[1] * info.image_shape[2]
@@ -137,29 +138,35 @@ class MXNetPredictor:
 
         Raises:
             artifacts.MissingModelFiles: naming each missing file.
+            train.formats.metadata.BadMetadata: an unusable ``model-metadata.json``.
             ValueError, mxnet.base.MXNetError: the files are there but unusable.
         """
-        files = artifacts.locate_model(model_dir)  # before importing MXNet: fails fast
+        artifacts.locate_model(model_dir)  # before importing MXNet: a missing file fails fast
 
         import mxnet as mx
 
-        from train.model import load_for_inference
+        from train.formats import model_dir as saved_models
 
+        saved = saved_models.open_model(model_dir)
+        files, convention = saved.files, saved.convention
         ctx = inference_context()
-        block = load_for_inference(files, ctx)
+        block = saved_models.load_for_inference(saved, ctx)
         warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
         info = ModelInfo(
             image_shape=files.image_shape,
-            resize=files.resize,
+            resize=convention.crop_resize,
             labels=model_labels(files.classes, warm_up.shape[-1]),
-            multi_label=files.multi_label,
+            multi_label=saved_models.outputs_independent_scores(saved),
         )
         logger.info(
-            "Loaded model %s on %s: input %s, resize %s, %d classes%s",
+            "Loaded model %s on %s: input %s, %s (resize %s), model expects %s pixels, "
+            "%d classes%s",
             files.params.name,
             ctx,
             "x".join(map(str, files.image_shape)),
-            files.resize,
+            convention.geometry,
+            convention.resize,
+            convention.pixels,
             len(info.labels),
             " (multi-label)" if info.multi_label else "",
         )

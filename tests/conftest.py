@@ -1,4 +1,5 @@
-"""Shared fixtures: image files of every awkward kind, and an in-process training job runner."""
+"""Shared fixtures: image files of every awkward kind, an in-process training job runner, and
+built-in-style models trained independently of the product (``tests.builtin_models``)."""
 
 from __future__ import annotations
 
@@ -134,3 +135,28 @@ def run_job(monkeypatch, caplog) -> Iterator[Callable[[Path], JobResult]]:
 
     yield run
     signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def interop_data(tmp_path_factory):
+    """The generated square-PNG data set the built-in-style models learn (300 validation)."""
+    from tests.builtin_models import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("interop") / "data")
+
+
+@pytest.fixture(scope="session")
+def builtin_model(tmp_path_factory, interop_data):
+    """``builtin_model(variant)``: that variant (``tests.builtin_models.SMALL``, ``IMAGENET``,
+    ...) trained on ``interop_data``, once per session whoever asks."""
+    from tests.builtin_models import train_builtin_model
+
+    trained = {}
+
+    def get(variant):
+        if variant.name not in trained:
+            folder = tmp_path_factory.mktemp(f"builtin_{variant.name}")
+            trained[variant.name] = train_builtin_model(variant, interop_data, folder)
+        return trained[variant.name]
+
+    return get

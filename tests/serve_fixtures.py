@@ -1,8 +1,8 @@
 """Helpers for the serving tests and benchmark: tiny real models and the real server stack.
 
 ``make_model_dir`` writes a randomly initialised model in the trainer's exact format (through
-``train.model.export_model``); ``ServerProcess`` runs ``python -m serve`` on a free loopback port
-and stops it with SIGTERM, keeping its log for assertions.
+``train.formats.model_dir.export_model``); ``ServerProcess`` runs ``python -m serve`` on a free
+loopback port and stops it with SIGTERM, keeping its log for assertions.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def make_model_dir(
     import mxnet as mx
 
     from train import artifacts, config, model
+    from train.formats.metadata import InputConvention
+    from train.formats.model_dir import export_model
 
     mx.random.seed(seed)
     cfg = config.parse_hyperparameters(
@@ -43,8 +45,15 @@ def make_model_dir(
     )
     net = model.from_scratch(cfg, num_classes)
     net(mx.nd.zeros((1, *image_shape)))
-    model.export_model(
-        net, model_dir, 1, multi_label=multi_label, image_shape=image_shape, batch_size=4
+    geometry = ("resize_crop", resize) if resize else ("stretch", None)
+    export_model(
+        net,
+        model_dir,
+        1,
+        multi_label=multi_label,
+        image_shape=image_shape,
+        batch_size=4,
+        input_convention=InputConvention("raw", image_shape[0], *geometry),
     )
     names = class_names or [f"class_{i}" for i in range(num_classes)]
     artifacts.atomic_write_json(

@@ -2,8 +2,9 @@
 
 The layout is the built-in algorithm's, so its tooling (and its models) keep working:
 ``image-classification-symbol.json``, ``image-classification-NNNN.params`` (4-digit epoch) and
-``model-shapes.json``. This product adds ``classes.json`` (class names, label mode) and the
-resolved ``hyperparameters.json`` (which tells the server the training ``resize``).
+``model-shapes.json``. This product adds ``classes.json`` (class names, label mode), the
+resolved ``hyperparameters.json`` and ``model-metadata.json`` (the input convention: see
+``train.formats.metadata``).
 Every file is written atomically and durably (synced before and after its rename): neither a
 crash nor a power loss leaves a half-written or empty file under a final name.
 """
@@ -24,6 +25,7 @@ SYMBOL_FILE = f"{MODEL_PREFIX}-symbol.json"
 SHAPES_FILE = "model-shapes.json"
 CLASSES_FILE = "classes.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
+METADATA_FILE = "model-metadata.json"  # input convention (train.formats.metadata)
 TMP_SUFFIX = ".tmp"
 PARAMS_PATTERN = re.compile(rf"^{re.escape(MODEL_PREFIX)}-(\d{{4}})\.params$")
 
@@ -115,7 +117,6 @@ class ModelFiles:
     image_shape: tuple[int, int, int]
     classes: list[str] | None
     multi_label: bool
-    resize: int | None
 
 
 class MissingModelFiles(FileNotFoundError):
@@ -125,8 +126,8 @@ class MissingModelFiles(FileNotFoundError):
 def locate_model(model_dir: Path) -> ModelFiles:
     """Find the newest params file and read the metadata of a model directory.
 
-    Works on this product's models and on the built-in algorithm's (no ``classes.json`` nor
-    ``hyperparameters.json``: class names are then indices and ``resize`` unknown).
+    Works on this product's models and on the built-in algorithm's (no ``classes.json``: class
+    names are then indices). The input convention is decided by ``train.formats``.
 
     Raises:
         MissingModelFiles: naming every expected file that is absent.
@@ -143,7 +144,6 @@ def locate_model(model_dir: Path) -> ModelFiles:
         )
     image_shape = read_image_shape(model_dir / SHAPES_FILE)
     classes, multi_label = read_classes(model_dir / CLASSES_FILE)
-    resize = read_resize(model_dir / HYPERPARAMETERS_FILE)
     return ModelFiles(
         symbol=model_dir / SYMBOL_FILE,
         params=model_dir / params_file(epochs[-1]),
@@ -151,7 +151,6 @@ def locate_model(model_dir: Path) -> ModelFiles:
         image_shape=image_shape,
         classes=classes,
         multi_label=multi_label,
-        resize=resize,
     )
 
 
@@ -179,11 +178,3 @@ def read_classes(path: Path) -> tuple[list[str] | None, bool]:
 def classes_document(classes: list[str], multi_label: bool) -> dict[str, Any]:
     """The ``classes.json`` content."""
     return {"classes": classes, "multi_label": multi_label}
-
-
-def read_resize(path: Path) -> int | None:
-    """The training ``resize`` recorded in the model's resolved hyperparameters, if any."""
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text()).get("resize")
-    return int(value) if value not in (None, "") else None

@@ -326,8 +326,9 @@ def record_iter(
     num_parts: int = 1,
     part_index: int = 0,
 ):
-    """MXNet's C++ ``ImageRecordIter`` over a packed set: decoding, augmentation and
-    normalisation run in ``threads`` native threads, never in the Python training thread."""
+    """MXNet's C++ ``ImageRecordIter`` over a packed set: decoding and augmentation run in
+    ``threads`` native threads, never in the Python training thread. It delivers raw 0-255
+    pixels: the network normalises them itself (``train.model.normalize_pixels``)."""
     import mxnet as mx
 
     kwargs = dict(
@@ -339,7 +340,6 @@ def record_iter(
         prefetch_buffer=4,
         num_parts=num_parts,
         part_index=part_index,
-        **presets.record_iter_normalization(),
     )
     if packed.idx.is_file():
         kwargs["path_imgidx"] = str(packed.idx)

@@ -29,6 +29,9 @@ from train.config import TrainConfig
 from train.data import DataSpec, prepare_data, record_iter
 from train.distributed import Cluster, parameter_server
 from train.errors import ClientError
+from train.formats import model_dir as saved_models
+from train.formats import mxnet_checkpoint
+from train.formats.metadata import InputConvention
 from train.metric_lines import epoch_lines
 from train.paths import Paths
 
@@ -144,11 +147,17 @@ def _seed_model_dir(paths: Paths) -> Path | None:
 
 
 def build_network(paths: Paths, cfg: TrainConfig, num_classes: int) -> gluon.HybridBlock:
-    """From a seed model (incremental), from ImageNet weights, or from scratch."""
+    """From a seed model (incremental), from a symbolic checkpoint or ImageNet weights in the
+    ``pretrained`` channel, or from scratch. Whichever: the network takes raw pixels."""
     seed = _seed_model_dir(paths)
     if seed is not None:
-        return model.from_saved_model(seed, num_classes, cfg.image_shape)
+        return saved_models.seed_network(seed, num_classes, cfg.image_shape)
     if cfg.use_pretrained_model:
+        found = mxnet_checkpoint.find(paths.channel(pretrained.PRETRAINED_CHANNEL))
+        if found is not None:
+            return mxnet_checkpoint.from_checkpoint(
+                *found, num_classes, cfg.image_shape, cfg.num_layers
+            )
         weights = pretrained.locate_weights(
             cfg.num_layers,
             paths.channel(pretrained.PRETRAINED_CHANNEL),
@@ -250,22 +259,26 @@ def _write_model_metadata(run: Run) -> None:
         num_classes=str(run.spec.num_classes), num_training_samples=str(run.spec.train.count)
     )
     hps.setdefault("resize", str(run.cfg.effective_resize))
-    variant = getattr(run.net, "network_variant", None)
-    if variant:  # which GluonCV ResNet the backbone is (v1b: torchvision's 50/101/152)
-        hps["network_variant"] = variant
     artifacts.atomic_write_json(model_dir / artifacts.HYPERPARAMETERS_FILE, hps)
+
+
+def exported_convention(cfg: TrainConfig) -> InputConvention:
+    """Every model this product trains: raw pixels (its graph normalises them), and for this
+    product's endpoint the geometry of training-time validation (shorter side, centre crop)."""
+    return InputConvention("raw", cfg.image_shape[0], "resize_crop", cfg.effective_resize)
 
 
 def _export(run: Run, epoch_number: int, *, keep_others: bool) -> None:
     """Save the model files for 1-based ``epoch_number`` in the built-in's layout."""
     model_dir = run.paths.model_dir
-    params = model.export_model(
+    params = saved_models.export_model(
         run.net,
         model_dir,
         epoch_number,
         multi_label=run.cfg.multi_label,
         image_shape=run.cfg.image_shape,
         batch_size=run.cfg.mini_batch_size,
+        input_convention=exported_convention(run.cfg),
     )
     _write_model_metadata(run)
     if not keep_others:

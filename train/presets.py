@@ -1,6 +1,6 @@
 """Image preprocessing shared by training-time validation and serving.
 
-One definition of the evaluation transform (resize the shorter side, centre-crop, normalise) is
+One definition of the evaluation transform (resize the shorter side, centre-crop) is
 used both when validation images are packed and by the inference server, so that the endpoint
 reproduces the validation accuracy that training reported. Training augmentation is expressed
 as keyword arguments for MXNet's C++ ``ImageRecordIter`` so that no decoding happens in Python.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# ImageNet statistics in 0-255 RGB, as the GluonCV / MXNet model-zoo weights expect.
+# ImageNet statistics in 0-255 RGB, as the GluonCV / MXNet model-zoo weights expect. They are
+# applied inside the network (``train.model.normalize_pixels``), never to the input data.
 MEAN_RGB = (123.68, 116.779, 103.939)
 STD_RGB = (58.393, 57.12, 57.375)
 
@@ -55,14 +56,6 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[top : top + height, left : left + width]
 
 
-def normalize(image_rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB to a 3xHxW float32 array with the ImageNet mean and std removed."""
-    mean = np.asarray(MEAN_RGB, dtype=np.float32)
-    std = np.asarray(STD_RGB, dtype=np.float32)
-    chw = (image_rgb.astype(np.float32) - mean) / std
-    return np.ascontiguousarray(chw.transpose(2, 0, 1))
-
-
 def prepare_for_eval(image_rgb: np.ndarray, resize: int | None) -> np.ndarray:
     """The storage step of evaluation: resize the shorter side (the same call packs validation
     records). ``resize=None`` keeps the image as it is."""
@@ -72,43 +65,36 @@ def prepare_for_eval(image_rgb: np.ndarray, resize: int | None) -> np.ndarray:
 def eval_transform(
     image_rgb: np.ndarray, *, image_shape: tuple[int, int, int], resize: int | None
 ) -> np.ndarray:
-    """Evaluation/serving preprocessing: resize the shorter side, centre-crop, normalise.
+    """Evaluation/serving preprocessing: resize the shorter side and centre-crop, or stretch.
 
-    This is exactly what training-time validation computes (pixel for pixel: validation
-    records are stored losslessly after :func:`prepare_for_eval`, and MXNet's iterator crops
-    the centre with the same offsets), so the endpoint reproduces the validation accuracy.
+    The output holds raw 0-255 values: every model this product serves normalises its input
+    inside its graph (see ``train.formats.convention``). With ``resize`` this is exactly what
+    training-time validation computes (pixel for pixel: validation records are stored
+    losslessly after :func:`prepare_for_eval`, and MXNet's iterator crops the centre with the
+    same offsets), so the endpoint reproduces the validation accuracy.
 
     Args:
         image_rgb: HxWx3 uint8 RGB image (see :func:`train.images.decode_image`).
-        image_shape: ``(channels, height, width)`` the model was trained on.
-        resize: shorter-side size used in training. ``None`` (a model of the built-in
-            algorithm, which records none) resizes straight to ``height x width`` without
-            keeping the aspect ratio, which is what the built-in's endpoint does.
+        image_shape: ``(channels, height, width)`` of the model's input.
+        resize: shorter-side size used in training. ``None`` stretches the image straight to
+            ``height x width`` without keeping the aspect ratio, as the built-in algorithm's
+            serving code does for its models.
 
     Returns:
-        A ``(channels, height, width)`` float32 array ready to batch.
+        A ``(channels, height, width)`` float32 array ready to batch (gray for one channel).
     """
     channels, height, width = image_shape
     if resize is None:
+        if channels == 1:  # gray first, as the built-in's serving decodes to "L"
+            image_rgb = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
         cropped = cv2.resize(image_rgb, (width, height), interpolation=cv2.INTER_LINEAR)
     else:
         cropped = center_crop(prepare_for_eval(image_rgb, resize), height, width)
+        if channels == 1:  # after resizing, as validation records are decoded
+            cropped = cv2.cvtColor(np.ascontiguousarray(cropped), cv2.COLOR_RGB2GRAY)
     if channels == 1:
-        gray = cv2.cvtColor(np.ascontiguousarray(cropped), cv2.COLOR_RGB2GRAY)
-        return ((gray.astype(np.float32) - MEAN_RGB[0]) / STD_RGB[0])[None]
-    return normalize(cropped)
-
-
-def record_iter_normalization() -> dict[str, float]:
-    """The mean/std keyword arguments of ``mx.io.ImageRecordIter`` equal to :func:`normalize`."""
-    return {
-        "mean_r": MEAN_RGB[0],
-        "mean_g": MEAN_RGB[1],
-        "mean_b": MEAN_RGB[2],
-        "std_r": STD_RGB[0],
-        "std_g": STD_RGB[1],
-        "std_b": STD_RGB[2],
-    }
+        return cropped.astype(np.float32)[None]
+    return np.ascontiguousarray(cropped.astype(np.float32).transpose(2, 0, 1))
 
 
 def train_augmentation(augmentation_type: str | None) -> dict[str, float | bool]:

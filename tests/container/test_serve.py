@@ -84,3 +84,31 @@ def test_train_and_serve_as_a_non_root_user(cpu_image, tmp_path):
     assert result.code == 0, result.log[-8000:]
     assert all(p.stat().st_uid == 1000 for p in (base / "model").iterdir())
     serve_and_predict(cpu_image, base / "model", num_classes=3, extra=as_user)
+
+
+def test_a_builtin_algorithm_model_is_served_as_plain_mxnet_answers(cpu_image, builtin_model):
+    """A model with the built-in's structure and files (``tests.builtin_models``, no product
+    code), served by the image: the same answers as plain MXNet on stretched raw pixels."""
+    import numpy as np
+
+    from tests.builtin_models import SMALL
+
+    model = builtin_model(SMALL)
+    files = [path for path, _ in model.data.validation][::10]
+    expected = model.predict(model.validation_pixels()[::10])
+    with Container(
+        cpu_image, "serve", mounts=[(model.model_dir, "/opt/ml/model", "ro")], publish=8080
+    ) as server:
+        wait_for_ping(server.url("/ping"), timeout=STARTUP, alive=server)
+        answers = []
+        for path in files:
+            response = http(
+                server.url("/invocations"),
+                data=path.read_bytes(),
+                headers={"Content-Type": "application/x-image"},
+            )
+            assert response.status == 200, (response.status, response.body[:2000])
+            answers.append(json.loads(response.body))
+    got = np.array(answers)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.99
+    assert np.abs(got - expected).max() <= 1e-3

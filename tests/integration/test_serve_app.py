@@ -20,7 +20,7 @@ from serve.settings import Settings
 from tests.datagen import make_image
 from tests.serve_fixtures import make_model_dir
 from train import artifacts
-from train.model import load_for_inference
+from train.formats.model_dir import load_for_inference, open_model
 from train.presets import eval_transform
 
 pytestmark = pytest.mark.integration
@@ -33,11 +33,10 @@ def jpeg_of(image_rgb: np.ndarray) -> bytes:
 
 def bare_probabilities(model_dir: Path, images_rgb: list[np.ndarray]) -> np.ndarray:
     """What the model says without the server: decode -> eval_transform -> forward."""
-    files = artifacts.locate_model(model_dir)
-    block = load_for_inference(files, mx.cpu())
-    batch = np.stack(
-        [eval_transform(i, image_shape=files.image_shape, resize=files.resize) for i in images_rgb]
-    )
+    saved = open_model(model_dir)
+    block = load_for_inference(saved, mx.cpu())
+    shape, resize = saved.files.image_shape, saved.convention.crop_resize
+    batch = np.stack([eval_transform(i, image_shape=shape, resize=resize) for i in images_rgb])
     return block(mx.nd.array(batch)).asnumpy()
 
 
@@ -139,44 +138,3 @@ def test_corrupt_params_file_is_a_broken_model_not_a_crash(tmp_path) -> None:
     app = create_app(Settings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}))
     assert not app.extensions[EXTENSION].model.wait(60)
     assert app.test_client().get("/ping").status_code == 503
-
-
-def write_builtin_style_model(model_dir: Path) -> tuple:
-    """A model as the built-in algorithm saves it: the graph ends in SoftmaxOutput, no
-    classes.json, no hyperparameters.json. Returns the network and its input shape."""
-    from train import config, model
-
-    shape = (3, 32, 32)
-    cfg = config.parse_hyperparameters({"num_layers": "20", "image_shape": "3,32,32"})
-    net = model.from_scratch(cfg, 3)
-    net(mx.nd.zeros((1, *shape)))
-    symbol = mx.sym.SoftmaxOutput(net(mx.sym.var("data")), name="softmax")
-    args = set(symbol.list_arguments())
-    params = {
-        ("arg:" if name in args else "aux:") + name: p.data()
-        for name, p in net.collect_params().items()
-    }
-    model_dir.mkdir(parents=True)
-    mx.nd.save(str(model_dir / artifacts.params_file(3)), params)
-    (model_dir / artifacts.SYMBOL_FILE).write_text(symbol.tojson())
-    shapes = artifacts.shapes_document(shape, 1)
-    (model_dir / artifacts.SHAPES_FILE).write_text(json.dumps(shapes))
-    return net, shape
-
-
-def test_a_builtin_algorithm_model_is_served_with_index_labels(tmp_path, images) -> None:
-    net, shape = write_builtin_style_model(tmp_path / "model")
-    client = app_for(tmp_path).test_client()
-    body = jpeg_of(images[0])
-    response = client.post(
-        "/invocations",
-        data=body,
-        content_type=ct.JPEG,
-        headers={"Accept": "application/json; verbose=true"},
-    )
-    record = response.get_json()
-    # No recorded resize: served as the built-in's endpoint does (eval_transform decides how).
-    x = eval_transform(decoded(body), image_shape=shape, resize=None)[None]
-    expected = mx.nd.softmax(net(mx.nd.array(x))).asnumpy()[0]
-    assert np.allclose(record["prediction"], expected, atol=1e-5)
-    assert record["predicted_label"] == str(int(np.argmax(expected)))

@@ -15,6 +15,8 @@ import pytest
 from tests.datagen import make_class_folders, make_image
 from tests.integration.conftest import run_training, set_hyperparameters
 from train import artifacts, model, records, reports
+from train.formats import metadata, model_dir
+from train.formats.metadata import InputConvention
 from train.lst import Entry
 from train.metric_lines import METRIC_DEFINITIONS
 
@@ -35,9 +37,11 @@ def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path):
         assert re.search(definition["Regex"], result.stdout), definition
     files = artifacts.locate_model(tiny_tree / "model")
     assert files.classes == ["class_0", "class_1", "class_2"]
-    assert files.image_shape == (3, 32, 32) and files.resize == 36
+    assert files.image_shape == (3, 32, 32)
     assert len(artifacts.params_epochs(tiny_tree / "model")) == 1  # best model only
-    block = model.load_for_inference(files, mx.cpu())
+    saved = model_dir.open_model(tiny_tree / "model")
+    assert saved.convention == InputConvention("raw", 3, "resize_crop", 36)
+    block = model_dir.load_for_inference(saved, mx.cpu())
     probabilities = block(mx.nd.zeros((2, 3, 32, 32))).asnumpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert (tiny_tree / "output" / "success").exists()
@@ -164,12 +168,11 @@ def test_torchvision_resnet50_weights_train_a_v1b_network_that_exports_and_reloa
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "(network variant v1b)" in result.stdout
-    hps = json.loads((tiny_tree / "model" / artifacts.HYPERPARAMETERS_FILE).read_text())
-    assert hps["network_variant"] == "v1b"
-    files = artifacts.locate_model(tiny_tree / "model")
-    images = mx.nd.random.uniform(shape=(2, 3, 32, 32))
-    served = model.load_for_inference(files, mx.cpu())(images).asnumpy()
-    seed = model.from_saved_model(tiny_tree / "model", 3, (3, 32, 32))
+    assert metadata.read(tiny_tree / "model").network_variant == "v1b"
+    images = mx.nd.random.uniform(0, 255, shape=(2, 3, 32, 32))
+    saved = model_dir.open_model(tiny_tree / "model")
+    served = model_dir.load_for_inference(saved, mx.cpu())(images).asnumpy()
+    seed = model_dir.seed_network(tiny_tree / "model", 3, (3, 32, 32))
     assert seed.network_variant == "v1b"
     again = mx.nd.softmax(seed(images)).asnumpy()
     np.testing.assert_allclose(again, served, atol=1e-5)

@@ -80,12 +80,11 @@ def test_locate_model_reads_the_newest_params_and_metadata(tmp_path):
     assert files.image_shape == (3, 32, 48)
     assert files.classes == ["cat", "dog"]
     assert files.multi_label is True
-    assert files.resize == 40
 
 
 def test_locate_model_accepts_a_builtin_algorithm_model(tmp_path):
     files = artifacts.locate_model(_model_dir(tmp_path, classes=False, hyperparameters=False))
-    assert (files.classes, files.multi_label, files.resize) == (None, False, None)
+    assert (files.classes, files.multi_label) == (None, False)
 
 
 @pytest.mark.parametrize(

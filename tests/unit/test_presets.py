@@ -33,13 +33,13 @@ def test_eval_transform_gives_chw_float32_of_the_model_shape(size, image_shape, 
     assert out.flags["C_CONTIGUOUS"]
 
 
-def test_normalize_removes_the_imagenet_mean_and_std():
-    pixel = np.array(presets.MEAN_RGB) + np.array(presets.STD_RGB)
-    image = np.tile(pixel.round().astype(np.uint8), (4, 4, 1))
-    out = presets.normalize(image)
-    expected = (pixel.round() - presets.MEAN_RGB) / presets.STD_RGB
-    assert out.shape == (3, 4, 4)
-    assert np.allclose(out[:, 0, 0], expected, atol=1e-6)
+def test_eval_transform_gives_raw_pixels():
+    """No mean/std step: the network normalises its input itself."""
+    image = make_image(2, random.Random(0), (40, 40))
+    out = presets.eval_transform(image, image_shape=(3, 40, 40), resize=None)
+    assert np.array_equal(out, image.transpose(2, 0, 1).astype(np.float32))
+    gray = presets.eval_transform(image, image_shape=(1, 40, 40), resize=None)
+    assert np.array_equal(gray[0], cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32))
 
 
 def test_resize_shorter_side_keeps_aspect_ratio():
@@ -82,19 +82,13 @@ def test_train_augmentation_adds_colour_then_affine_jitter():
         presets.train_augmentation("rotate")
 
 
-def test_record_iter_normalization_matches_normalize():
-    kwargs = presets.record_iter_normalization()
-    assert (kwargs["mean_r"], kwargs["mean_g"], kwargs["mean_b"]) == presets.MEAN_RGB
-    assert (kwargs["std_r"], kwargs["std_g"], kwargs["std_b"]) == presets.STD_RGB
-
-
 @pytest.mark.parametrize(
     ("image_shape", "tolerance"),
     [
         ((3, 32, 32), 1e-4),
         ((3, 32, 40), 1e-4),
         # OpenCV's grayscale decoding rounds differently from cvtColor: at most 1 gray level.
-        ((1, 32, 32), 1.001 / presets.STD_RGB[0]),
+        ((1, 32, 32), 1.001),
     ],
 )
 def test_validation_records_read_by_imagerecorditer_equal_eval_transform(

@@ -1,0 +1,120 @@
+"""MXNet symbolic graphs: this product's exports, the built-in's models, MXNet checkpoints.
+
+What the trainer and the server need from a saved graph, whoever wrote it: its parameters
+without the ``arg:`` / ``aux:`` prefixes, its classifier (the last FullyConnected layer, named
+``fc1`` by the built-in, ``fc`` by MXNet's fine-tune example, ``head`` by this product), the
+graph up to that classifier, its depth, and a callable that computes what the graph outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import mxnet as mx
+from mxnet import gluon
+
+from train.errors import ClientError
+
+logger = logging.getLogger(__name__)
+
+# Final operators that say the scores are independent per class (multi-label).
+_SIGMOID_OPS = frozenset({"sigmoid", "LogisticRegressionOutput"})
+
+
+def load_params(path: Path) -> dict[str, mx.nd.NDArray]:
+    """A ``.params`` file as ``{name: array}``, ``arg:`` / ``aux:`` prefixes removed."""
+    return {k.split(":", 1)[-1]: v for k, v in mx.nd.load(str(path)).items()}
+
+
+def nodes(symbol: mx.sym.Symbol) -> list[dict[str, Any]]:
+    """The graph's nodes as MXNet serialises them."""
+    return json.loads(symbol.tojson())["nodes"]
+
+
+def classifier_layer(symbol: mx.sym.Symbol) -> tuple[str, list[str]]:
+    """The last FullyConnected layer (the classifier): its name and the names of its weight
+    and bias inputs.
+
+    Raises:
+        ClientError: the graph has no FullyConnected layer.
+    """
+    graph = nodes(symbol)
+    fcs = [n for n in graph if n["op"] == "FullyConnected"]
+    if not fcs:
+        raise ClientError("the saved model's graph has no FullyConnected classifier layer")
+    fc = fcs[-1]
+    return fc["name"], [graph[i[0]]["name"] for i in fc["inputs"][1:]]
+
+
+def features_block(
+    symbol: mx.sym.Symbol, params: dict[str, mx.nd.NDArray], what: str
+) -> tuple[gluon.SymbolBlock, list[str]]:
+    """The graph up to its classifier's input, as a trainable block holding ``params``; also
+    the names of the classifier's weight and bias.
+
+    Raises:
+        ClientError: a parameter of the graph is missing from ``params`` (``what`` names them).
+    """
+    fc_name, head_params = classifier_layer(symbol)
+    fc = symbol.get_internals()[f"{fc_name}_output"]
+    block = gluon.SymbolBlock(fc.get_children()[0], mx.sym.var("data"))
+    for name, param in block.collect_params().items():
+        if name not in params:
+            raise ClientError(f"{what} lacks the parameter {name} that its graph uses")
+        param._load_init(params[name], mx.cpu())
+    return block, head_params
+
+
+def depth(symbol: mx.sym.Symbol) -> int:
+    """Weighted layers as ResNet depths count them: convolutions outside the shortcut
+    projections (``*_sc``) plus fully-connected layers (ResNet-18 symbolic graph: 17 + 1)."""
+    graph = nodes(symbol)
+    convs = sum(1 for n in graph if n["op"] == "Convolution" and not n["name"].endswith("_sc"))
+    return convs + sum(1 for n in graph if n["op"] == "FullyConnected")
+
+
+def outputs_independent_scores(symbol: mx.sym.Symbol) -> bool:
+    """Whether the graph ends in a sigmoid (a multi-label model) rather than a softmax."""
+    last = nodes(symbol)[-1]
+    attrs = last.get("attrs") or {}
+    return last["op"] in _SIGMOID_OPS or (
+        last["op"] == "Activation" and attrs.get("act_type") == "sigmoid"
+    )
+
+
+class GraphModel:
+    """A saved graph ready for inference: ``model(batch)`` gives what the graph outputs.
+
+    A training graph's output operator (``SoftmaxOutput``, ``LogisticRegressionOutput``, or
+    any other) takes a label input; it is fed zeros, which inference-mode forward passes never
+    read, so the result is the graph's own output whatever the operator.
+    """
+
+    def __init__(self, symbol: mx.sym.Symbol, params: dict[str, mx.nd.NDArray], ctx: mx.Context):
+        self._ctx = ctx
+        self._labels = [name for name in symbol.list_arguments() if name.endswith("_label")]
+        inputs = [mx.sym.var("data"), *(mx.sym.var(name) for name in self._labels)]
+        self._block = gluon.SymbolBlock(symbol, inputs)
+        wanted = self._block.collect_params()
+        missing = sorted(set(wanted.keys()) - set(params))
+        if missing:
+            raise ValueError(f"the params file lacks {', '.join(missing[:5])}")
+        for name, param in wanted.items():
+            param._load_init(params[name], ctx)
+        self._block.hybridize(static_alloc=True, static_shape=False)
+        self._symbol = symbol
+        self._label_shapes: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+
+    def __call__(self, batch: mx.nd.NDArray) -> mx.nd.NDArray:
+        """``NxCxHxW`` input on the model's context to its ``N x classes`` output."""
+        if not self._labels:
+            return self._block(batch)
+        if batch.shape not in self._label_shapes:
+            arg_shapes, _, _ = self._symbol.infer_shape(data=batch.shape)
+            by_name = dict(zip(self._symbol.list_arguments(), arg_shapes, strict=True))
+            self._label_shapes[batch.shape] = [tuple(by_name[n]) for n in self._labels]
+        labels = [mx.nd.zeros(s, ctx=self._ctx) for s in self._label_shapes[batch.shape]]
+        return self._block(batch, *labels)
