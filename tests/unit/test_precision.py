@@ -38,6 +38,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 from train import config, loop, model, precision
+from train.formats.model_dir import seed_network
 
 cfg = config.parse_hyperparameters(
     {"num_layers": "20", "image_shape": "3,32,32", "precision_dtype": "float16"}
@@ -51,7 +52,7 @@ def casts(symbol):
 scratch = model.from_scratch(cfg, 3)
 out["scratch_casts"] = casts(scratch(mx.sym.var("data")))
 
-seed = model.from_saved_model(Path(sys.argv[1]), 3, (3, 32, 32))
+seed = seed_network(Path(sys.argv[1]), 3, (3, 32, 32))
 before = {n: p.data().asnumpy() for n, p in seed.features.collect_params().items()}
 out["loaded_casts_before"] = casts(seed.features(mx.sym.var("data")))
 seed = precision.convert_loaded_graphs(seed, (3, 32, 32))
