@@ -14,17 +14,11 @@ from pathlib import Path
 
 import boto3
 
-from cloud import endpoints, images, jobs, local, prepare
+from cloud import endpoints, images, jobs, local, options, prepare
 from cloud.aws import Aws
 from cloud.errors import CliError, explain
-from cloud.settings import (
-    DEFAULT_PREFIX,
-    DEFAULT_TAG,
-    ENDPOINT_INSTANCE,
-    HYPERPARAMETERS_FILE,
-    REPOSITORY,
-    TRAIN_INSTANCE,
-)
+from cloud.options import data_and_hyperparameters, job_options, positive
+from cloud.settings import DEFAULT_TAG, ENDPOINT_INSTANCE, REPOSITORY
 from train.errors import ClientError
 
 EPILOG = """workflow:
@@ -36,39 +30,6 @@ EPILOG = """workflow:
   oic delete JOB
   oic local --data data/       # the same training through the SageMaker SDK's local mode
 Every command takes --dry-run (print the requests, send nothing) and --help."""
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION / ~/.aws)")
-    common.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
-    common.add_argument(
-        "--dry-run", action="store_true", help="print the requests it would send, send nothing"
-    )
-    return common
-
-
-def _data_and_hyperparameters(p: argparse.ArgumentParser) -> None:
-    """The inputs ``train`` and ``local`` share."""
-    p.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="output of `oic prepare`, or a folder of channel folders",
-    )
-    p.add_argument(
-        "--hyperparameters",
-        type=Path,
-        default=HYPERPARAMETERS_FILE,
-        help="JSON file of string hyperparameters, the one compose uses (default: %(default)s)",
-    )
 
 
 def _add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -123,31 +84,8 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="upload data and run a training job",
         description=jobs.__doc__,
     )
-    _data_and_hyperparameters(p)
-    p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
-    p.add_argument("--bucket", help="S3 bucket (default: $OIC_BUCKET or sagemaker-REGION-ACCOUNT)")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)")
-    p.add_argument("--dataset", help="data set name under PREFIX/data/ (default: folder name)")
-    p.add_argument("--image", help="ECR image URI with tag (default: ACCOUNT's oic:TAG)")
-    p.add_argument(
-        "--tag", default=DEFAULT_TAG, help="tag of the default image (default: %(default)s)"
-    )
+    job_options(p)
     p.add_argument("--job-name", help="default: oic-YYYYmmdd-HHMMSS")
-    p.add_argument("--instance-type", default=TRAIN_INSTANCE, help="default: %(default)s")
-    p.add_argument(
-        "--instance-count",
-        type=int,
-        default=1,
-        help="hosts; more than 1 trains on MXNet's parameter server (set kv_store)",
-    )
-    p.add_argument("--volume-size", type=int, default=50, help="GB per host (default: 50)")
-    p.add_argument("--max-runtime", type=int, default=24 * 3600, help="seconds (default: 1 day)")
-    p.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints")
-    p.add_argument("--max-wait", type=int, help="spot: seconds incl. waiting (default: 2x runtime)")
-    p.add_argument(
-        "--checkpoint-uri",
-        help="S3 URI for checkpoints (default with --spot: OUTPUT/JOB/checkpoints)",
-    )
     p.add_argument("--no-wait", action="store_true", help="start the job and return")
     p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
     p.set_defaults(run=jobs.command)
@@ -172,7 +110,7 @@ def _add_deploy(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
     p.add_argument("--image", help="serving image (default: the job's training image)")
     p.add_argument("--instance-type", default=ENDPOINT_INSTANCE, help="default: %(default)s")
-    p.add_argument("--instance-count", type=_positive, default=1, help="default: 1")
+    p.add_argument("--instance-count", type=positive, default=1, help="default: 1")
     p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
     p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
     p.set_defaults(run=endpoints.deploy)
@@ -182,7 +120,7 @@ def _add_predict(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("predict", parents=[common], help="classify image files on an endpoint")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
     p.add_argument("--endpoint-name", required=True)
-    p.add_argument("--top-k", type=_positive, default=3, help="classes to print (default: 3)")
+    p.add_argument("--top-k", type=positive, default=3, help="classes to print (default: 3)")
     p.add_argument(
         "--classes",
         type=Path,
@@ -205,10 +143,10 @@ def _add_local(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="train through the SDK's local mode",
         description=local.__doc__,
     )
-    _data_and_hyperparameters(p)
+    data_and_hyperparameters(p)
     p.add_argument("--image", help="local image tag (default: oic:cpu, or oic:gpu with --gpu)")
     p.add_argument("--gpu", action="store_true", help="instance_type local_gpu")
-    p.add_argument("--instance-count", type=_positive, default=1, help="containers (default: 1)")
+    p.add_argument("--instance-count", type=positive, default=1, help="containers (default: 1)")
     p.add_argument("--job-name", help="default: oic-local-YYYYmmdd-HHMMSS")
     p.add_argument("--root", type=Path, help="working folder (default: output/local/JOB)")
     p.set_defaults(run=lambda a, _aws: local.command(a))
@@ -223,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
+    common = options.common()
     for add in (
         _add_prepare,
         _add_push,

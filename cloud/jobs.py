@@ -19,7 +19,8 @@ from typing import Any
 from cloud.aws import Aws, check_bucket, check_role
 from cloud.errors import CliError, JobFailed
 from cloud.images import check_image_exists, parse_image, registry_host, resolve_image
-from cloud.s3sync import Channel, plan_channels, sync
+from cloud.inputs import FILE, PIPE, channel_config, dataset_name, plan_inputs
+from cloud.s3sync import Channel, sync
 from cloud.settings import (
     BUCKET_ENV,
     CHECKPOINT_LOCAL_PATH,
@@ -67,20 +68,9 @@ class JobSpec:
     checkpoint_uri: str | None = None
 
 
-def _channel_config(channel: Channel, bucket: str) -> dict[str, Any]:
-    return {
-        "ChannelName": channel.name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": f"s3://{bucket}/{channel.prefix}",
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-        "ContentType": channel.content_type,
-        "CompressionType": "None",
-        "InputMode": "File",
-    }
+def training_input_mode(channels: tuple[Channel, ...]) -> str:
+    """``Pipe`` when a channel streams (the per-channel modes win), else ``File``."""
+    return PIPE if any(c.input_mode == PIPE for c in channels) else FILE
 
 
 def training_job_request(spec: JobSpec) -> dict[str, Any]:
@@ -89,12 +79,12 @@ def training_job_request(spec: JobSpec) -> dict[str, Any]:
         "TrainingJobName": spec.name,
         "AlgorithmSpecification": {
             "TrainingImage": spec.image,
-            "TrainingInputMode": "File",
+            "TrainingInputMode": training_input_mode(spec.channels),
             "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
         },
         "RoleArn": spec.role,
         "HyperParameters": dict(spec.hyperparameters),
-        "InputDataConfig": [_channel_config(c, spec.bucket) for c in spec.channels],
+        "InputDataConfig": [channel_config(c, spec.bucket) for c in spec.channels],
         "OutputDataConfig": {"S3OutputPath": spec.output_path},
         "ResourceConfig": {
             "InstanceType": spec.instance_type,
@@ -218,16 +208,15 @@ def _resolve(aws: Aws, args: argparse.Namespace) -> tuple[str, str, str]:
     return role, bucket, ref.uri
 
 
-def command(args: argparse.Namespace, aws: Aws) -> int:
-    """Run ``oic train``: validate locally, upload, create the job, wait and stream its logs."""
+def plan_job(args: argparse.Namespace, aws: Aws, name: str) -> JobSpec:
+    """Everything a training job needs, checked locally and (unless ``--dry-run``) against AWS,
+    before anything is uploaded. ``oic tune`` builds its training job definition from it too."""
     hyperparameters = load_hyperparameters(args.hyperparameters)
     instance_type = check_instance_type(args.instance_type)
-    name = job_name(args.job_name)
     stopping = stopping_condition(args.spot, args.max_runtime, args.max_wait)
-    dataset = args.dataset or args.data.resolve().name
-    channels = plan_channels(args.data, f"{args.prefix}/data/{dataset}")
+    channels = plan_inputs(args, hyperparameters, f"{args.prefix}/data/{dataset_name(args)}")
     role, bucket, image = (_placeholders if args.dry_run else _resolve)(aws, args)
-    spec = JobSpec(
+    return JobSpec(
         name=name,
         image=image,
         role=role,
@@ -242,25 +231,43 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
         spot=args.spot,
         checkpoint_uri=args.checkpoint_uri,
     )
-    request = training_job_request(spec)
-    if args.dry_run:
-        for channel in channels:
-            print(f"would upload {len(channel.uploads)} files to s3://{bucket}/{channel.prefix}")
-        print("CreateTrainingJob " + json.dumps(request, indent=2))
-        return 0
-    print(f"uploading {args.data} to s3://{bucket}/{args.prefix}/data/{dataset}/")
-    report = sync(aws.client("s3"), bucket, channels)
+
+
+def upload(aws: Aws, spec: JobSpec, dry_run: bool) -> None:
+    """Upload the job's channels, skipping files already there (``--dry-run``: say what)."""
+    if dry_run:
+        for channel in spec.channels:
+            print(
+                f"would upload {len(channel.uploads)} files to s3://{spec.bucket}/{channel.prefix}"
+            )
+        return
+    print(f"uploading {len(spec.channels)} channels to s3://{spec.bucket}/")
+    report = sync(aws.client("s3"), spec.bucket, list(spec.channels))
     print(
         f"uploaded {report.uploaded} files ({report.uploaded_bytes / 1e6:.1f} MB), "
         f"skipped {report.skipped} already there"
     )
-    aws.client("sagemaker").create_training_job(**request)
-    print(f"started training job {name} ({spec.instance_count} x {instance_type})")
-    if args.no_wait:
-        print(f"follow it with: oic logs {name}   (or the SageMaker console)")
+
+
+def command(args: argparse.Namespace, aws: Aws) -> int:
+    """Run ``oic train``: validate locally, upload, create the job, wait and stream its logs."""
+    spec = plan_job(args, aws, job_name(args.job_name))
+    request = training_job_request(spec)
+    upload(aws, spec, args.dry_run)
+    if args.dry_run:
+        print("CreateTrainingJob " + json.dumps(request, indent=2))
         return 0
-    follow(aws, name, args.poll)
-    print(f"next: oic deploy --job-name {name}")
+    aws.client("sagemaker").create_training_job(**request)
+    mode = request["AlgorithmSpecification"]["TrainingInputMode"]
+    print(
+        f"started training job {spec.name} ({spec.instance_count} x {spec.instance_type}, "
+        f"{mode} mode)"
+    )
+    if args.no_wait:
+        print(f"follow it with: oic logs {spec.name}   (or the SageMaker console)")
+        return 0
+    follow(aws, spec.name, args.poll)
+    print(f"next: oic deploy --job-name {spec.name}")
     return 0
 
 

@@ -32,6 +32,7 @@ CHANNELS = ("train", "validation", "train_lst", "validation_lst", "model", "pret
 IMAGE = "application/x-image"
 RECORDIO = "application/x-recordio"
 MODEL = "application/x-sagemaker-model"
+AUGMENTED_MANIFEST = "AugmentedManifestFile"
 SHA256_KEY = "sha256"  # user metadata: x-amz-meta-sha256
 
 
@@ -45,12 +46,24 @@ class Upload:
 
 @dataclass(frozen=True)
 class Channel:
-    """One training channel: its name, S3 prefix, content type and files."""
+    """One training channel: its name, S3 prefix, content type and files.
+
+    An augmented-manifest channel (``data_type`` ``AugmentedManifestFile``) points at its one
+    uploaded file, the manifest, and streams the attributes ``attribute_names`` in Pipe mode.
+    """
 
     name: str
     prefix: str
     content_type: str
     uploads: tuple[Upload, ...]
+    input_mode: str = "File"
+    data_type: str = "S3Prefix"
+    attribute_names: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The S3 key the channel's ``S3Uri`` names: the prefix, or the manifest's key."""
+        return self.uploads[0].key if self.data_type == AUGMENTED_MANIFEST else self.prefix
 
 
 def _content_type(name: str, files: Iterable[Path]) -> str:
