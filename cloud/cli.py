@@ -14,7 +14,7 @@ from pathlib import Path
 
 import boto3
 
-from cloud import endpoints, images, jobs, local, options, prepare
+from cloud import endpoints, images, jobs, local, options, prepare, tuning
 from cloud.aws import Aws
 from cloud.errors import CliError, explain
 from cloud.options import data_and_hyperparameters, job_options, positive
@@ -28,6 +28,8 @@ EPILOG = """workflow:
   oic deploy --job-name JOB --role arn:aws:iam::ACCOUNT:role/NAME
   oic predict --endpoint-name JOB cat.jpg
   oic delete JOB
+  oic tune --data data/ --role ...        # hyperparameter tuning, objective validation:accuracy
+  oic transform s3://BUCKET/images/ --model-name JOB   # batch transform: one .out per image
   oic local --data data/       # the same training through the SageMaker SDK's local mode
 Every command takes --dry-run (print the requests, send nothing) and --help."""
 
@@ -89,6 +91,36 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--no-wait", action="store_true", help="start the job and return")
     p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
     p.set_defaults(run=jobs.command)
+
+
+def _add_tune(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "tune",
+        parents=[common],
+        help="hyperparameter tuning job (objective validation:accuracy)",
+        description=tuning.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    job_options(p)
+    p.add_argument("--job-name", help="tuning job, at most 32 characters (default: oic-tune-…)")
+    p.add_argument(
+        "--tune",
+        metavar="NAME,NAME",
+        help=f"built-in ranges to tune (default: all of {', '.join(tuning.BUILTIN_RANGES)})",
+    )
+    p.add_argument(
+        "--range",
+        action="append",
+        metavar="NAME=MIN:MAX[:SCALING]|NAME=A,B",
+        help="change or add a range, e.g. learning_rate=0.001:0.1:log (repeatable)",
+    )
+    p.add_argument("--strategy", choices=tuning.STRATEGIES, default="Bayesian")
+    p.add_argument("--max-jobs", type=positive, default=10, help="training jobs (default: 10)")
+    p.add_argument("--max-parallel-jobs", type=positive, default=2, help="at once (default: 2)")
+    p.add_argument("--early-stopping", action="store_true", help="let SageMaker stop poor jobs")
+    p.add_argument("--no-wait", action="store_true", help="start the tuning job and return")
+    p.add_argument("--poll", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=tuning.command)
 
 
 def _add_logs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -167,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_push,
         _add_train,
         _add_logs,
+        _add_tune,
         _add_deploy,
         _add_predict,
         _add_delete,

@@ -176,7 +176,7 @@ def describe(job: dict[str, Any]) -> str:
 def job_name(given: str | None) -> str:
     """``--job-name`` or ``oic-YYYYmmdd-HHMMSS`` (UTC)."""
     name = given or time.strftime("oic-%Y%m%d-%H%M%S", time.gmtime())
-    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+    if len(name) > 63 or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
         raise CliError(f"job name {name!r} must be 1-63 letters, digits and hyphens")
     return name
 
