@@ -14,11 +14,11 @@ from pathlib import Path
 
 import boto3
 
-from cloud import endpoints, images, jobs, local, options, prepare, tuning
+from cloud import endpoints, images, jobs, local, options, prepare, transform, tuning
 from cloud.aws import Aws
 from cloud.errors import CliError, explain
 from cloud.options import data_and_hyperparameters, job_options, positive
-from cloud.settings import DEFAULT_TAG, ENDPOINT_INSTANCE, REPOSITORY
+from cloud.settings import DEFAULT_PREFIX, DEFAULT_TAG, ENDPOINT_INSTANCE, REPOSITORY
 from train.errors import ClientError
 
 EPILOG = """workflow:
@@ -123,6 +123,43 @@ def _add_tune(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     p.set_defaults(run=tuning.command)
 
 
+def _add_transform(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "transform",
+        parents=[common],
+        help="batch transform: classify a folder of images, one .out file each",
+        description=transform.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="s3://BUCKET/PREFIX/ of images, or a local folder")
+    p.add_argument("--model-name", help="a SageMaker model (e.g. the name `oic deploy` used)")
+    p.add_argument("--training-job", help="or: make the model from this Completed training job")
+    p.add_argument("--role", help="for --training-job: execution role ARN (default: $OIC_ROLE)")
+    p.add_argument(
+        "--output", help="S3 URI of the .out files (default: PREFIX/transform/output/JOB/)"
+    )
+    p.add_argument(
+        "--bucket", help="for a local folder or the default output (default: $OIC_BUCKET)"
+    )
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)")
+    p.add_argument("--job-name", help="default: oic-transform-YYYYmmdd-HHMMSS")
+    p.add_argument("--instance-type", default=ENDPOINT_INSTANCE, help="default: %(default)s")
+    p.add_argument("--instance-count", type=positive, default=1, help="default: 1")
+    p.add_argument("--accept", choices=transform.ACCEPTS, default=transform.ACCEPTS[0])
+    p.add_argument(
+        "--max-payload", type=positive, default=6, help="MB per image (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-concurrent-transforms",
+        type=positive,
+        help="requests at once per instance (default: the container's /execution-parameters)",
+    )
+    p.add_argument("--download", type=Path, metavar="DIR", help="copy the .out files here")
+    p.add_argument("--no-wait", action="store_true", help="start the job and return")
+    p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=transform.command)
+
+
 def _add_logs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("logs", parents=[common], help="follow a training job to its end")
     p.add_argument("job_name")
@@ -200,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train,
         _add_logs,
         _add_tune,
+        _add_transform,
         _add_deploy,
         _add_predict,
         _add_delete,

@@ -58,7 +58,8 @@ def _not_found(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ValidationException"
 
 
-def _exists(call: Any, **kwargs: Any) -> bool:
+def exists(call: Any, **kwargs: Any) -> bool:
+    """Whether the Describe* ``call`` finds the resource."""
     try:
         call(**kwargs)
         return True
@@ -70,7 +71,7 @@ def _exists(call: Any, **kwargs: Any) -> bool:
 
 def check_free(sm: Any, name: str) -> None:
     """Refuse an endpoint (or its model / configuration) name that exists."""
-    if _exists(sm.describe_endpoint, EndpointName=name):
+    if exists(sm.describe_endpoint, EndpointName=name):
         raise CliError(
             f"endpoint {name!r} already exists: pick another --endpoint-name, or remove it "
             f"with `oic delete {name}`"
@@ -79,7 +80,7 @@ def check_free(sm: Any, name: str) -> None:
         ("endpoint configuration", sm.describe_endpoint_config, "EndpointConfigName"),
         ("model", sm.describe_model, "ModelName"),
     ):
-        if _exists(call, **{key: name}):
+        if exists(call, **{key: name}):
             raise CliError(
                 f"a SageMaker {what} named {name!r} exists (left over from an earlier deploy?): "
                 f"remove it with `oic delete {name}` or pick another --endpoint-name"
@@ -116,7 +117,7 @@ def deploy(args: argparse.Namespace, aws: Aws) -> int:
             print(f"{operation} {json.dumps(request, indent=2)}")
         return 0
     for operation, request in requests:
-        getattr(sm, _snake(operation))(**request)
+        getattr(sm, snake(operation))(**request)
         print(f"{operation}: {name}")
     if not args.no_wait:
         _wait_in_service(sm, name, args.poll)
@@ -124,7 +125,8 @@ def deploy(args: argparse.Namespace, aws: Aws) -> int:
     return 0
 
 
-def _snake(operation: str) -> str:
+def snake(operation: str) -> str:
+    """``CreateModel`` to ``create_model`` (the boto3 method)."""
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
 
 
@@ -213,7 +215,7 @@ def delete(args: argparse.Namespace, aws: Aws) -> int:
     deleted = 0
     for operation, request in requests:
         try:
-            getattr(sm, _snake(operation))(**request)
+            getattr(sm, snake(operation))(**request)
             deleted += 1
             print(f"{operation}: {name}")
         except ClientError as exc:
