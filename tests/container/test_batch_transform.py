@@ -40,15 +40,18 @@ def model_tarball(trained_model, tmp_path_factory) -> Path:
 
 
 def input_folder(validation: Path, folder: Path) -> list[str]:
-    """Two validation images per class, one of them re-encoded as PNG, one in a sub-folder."""
+    """Two validation images per class, one of them re-encoded as PNG.
+
+    All at the top of the folder: the SDK's local mode reads only a ``file://`` folder's own
+    files (``LocalFileDataSource.get_file_list``), where SageMaker reads every object under the
+    prefix.
+    """
     names = []
     for k in range(NUM_CLASSES):
         first, second = sorted((validation / f"class_{k}").glob("*.jpg"))[:2]
         shutil.copy(first, folder / f"class_{k}.jpg")
-        png = folder / "png" / f"class_{k}.png"
-        png.parent.mkdir(exist_ok=True)
-        cv2.imwrite(str(png), cv2.imread(str(second)))
-        names += [f"class_{k}.jpg", f"png/class_{k}.png"]
+        cv2.imwrite(str(folder / f"class_{k}.png"), cv2.imread(str(second)))
+        names += [f"class_{k}.jpg", f"class_{k}.png"]
     return names
 
 
