@@ -132,6 +132,11 @@ def _manifest_channels(
 ) -> tuple[list[Channel], int]:
     attributes = manifests.parse_attribute_names(args.attribute_names)
     cfg = parse_hyperparameters(hyperparameters)
+    if args.label_format and not cfg.multi_label:
+        raise CliError(
+            f"--label-format {args.label_format} is for multi-label manifests: set multi_label=1 "
+            "in the hyperparameters, or drop --label-format"
+        )
     rules = manifests.LabelRules(
         cfg.multi_label, cfg.num_classes, args.label_format or manifests.MULTI_HOT
     )

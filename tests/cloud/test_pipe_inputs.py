@@ -246,6 +246,13 @@ def test_bad_manifests_and_attribute_names_fail_before_any_request(
     assert recorder.calls == []
 
 
+def test_label_format_needs_multi_label(session, recorder, manifests, tmp_path, capsys) -> None:
+    args = manifest_args(*manifests, write_hps(tmp_path, num_training_samples="6"))
+    assert run([*args, "--label-format", "class-id"], session) == 2
+    assert "--label-format class-id is for multi-label manifests" in capsys.readouterr().err
+    assert recorder.calls == []
+
+
 def test_a_manifest_of_local_paths_is_refused(session, recorder, tmp_path, capsys) -> None:
     train = tmp_path / "t.manifest"
     train.write_text('{"source-ref": "cats/1.jpg", "class": 0}\n')
