@@ -22,19 +22,21 @@ from cloud.settings import check_instance_type, role_from_env
 VARIANT = "AllTraffic"
 
 
+def create_model_request(name: str, image: str, model_data: str, role: str) -> dict[str, Any]:
+    """The CreateModel request: the serving image and the model.tar.gz (deploy, transform)."""
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": role,
+        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data},
+    }
+
+
 def model_requests(
     name: str, image: str, model_data: str, role: str, instance_type: str, count: int
 ) -> list[tuple[str, dict[str, Any]]]:
     """The CreateModel, CreateEndpointConfig and CreateEndpoint requests, in order."""
     return [
-        (
-            "CreateModel",
-            {
-                "ModelName": name,
-                "ExecutionRoleArn": role,
-                "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data},
-            },
-        ),
+        ("CreateModel", create_model_request(name, image, model_data, role)),
         (
             "CreateEndpointConfig",
             {

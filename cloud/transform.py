@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.aws import Aws, check_bucket, check_role, split_s3_uri
-from cloud.endpoints import exists, job_model, model_requests, snake
+from cloud.endpoints import create_model_request, exists, job_model, snake
 from cloud.errors import CliError, JobFailed
 from cloud.jobs import job_name
 from cloud.s3sync import IMAGE, Channel, Upload, sync
@@ -142,7 +142,7 @@ def _locations(args: argparse.Namespace, aws: Aws, name: str) -> tuple[str, str,
     else:
         input_uri = f"s3://{bucket}/{args.prefix}/transform/input/{Path(source).resolve().name}/"
     output_uri = args.output or f"s3://{bucket}/{args.prefix}/transform/output/{name}/"
-    if output_uri.rstrip("/").startswith(input_uri.rstrip("/")):
+    if (output_uri.rstrip("/") + "/").startswith(input_uri):
         raise CliError(
             f"the output {output_uri} is inside the input {input_uri}: a later run would read "
             "the .out files as images; pass another --output"
@@ -170,8 +170,7 @@ def _model(args: argparse.Namespace, aws: Aws, name: str) -> tuple[str, list[tup
         image, data = job_model(sm, args.training_job)
         if exists(sm.describe_model, ModelName=name):
             raise CliError(f"a SageMaker model named {name!r} exists: pass another --job-name")
-    create = model_requests(name, image, data, role, "unused", 1)[0]
-    return name, [create]
+    return name, [("CreateModel", create_model_request(name, image, data, role))]
 
 
 def command(args: argparse.Namespace, aws: Aws) -> int:
@@ -211,6 +210,7 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
         getattr(sm, snake(operation))(**params)
         print(f"{operation}: {params.get('ModelName', name)}")
     if args.no_wait:
+        print(f"follow it with: aws sagemaker describe-transform-job --transform-job-name {name}")
         return 0
     wait(sm, name, args.poll)
     _report(aws, output_uri, args.download)

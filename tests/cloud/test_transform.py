@@ -143,6 +143,7 @@ def test_an_s3_prefix_with_objects_that_are_not_images_is_refused(
     ("args", "message"),
     [
         (["s3://b/images/", "--model-name", "m", "--output", "s3://b/images/out/"], "is inside"),
+        (["s3://b/images", "--model-name", "m", "--output", "s3://b/images/"], "is inside"),
         (["s3://b/images/"], "pass either --model-name MODEL or --training-job JOB"),
         (["s3://b/x/", "--model-name", "m", "--instance-type", "ml.p2.xlarge"], "K80"),
     ],
@@ -151,6 +152,20 @@ def test_bad_options_fail_before_any_request(session, recorder, capsys, args, me
     assert run(*args, session=session) == 2
     assert message in capsys.readouterr().err
     assert recorder.calls == []
+
+
+def test_an_output_beside_the_input_is_fine(
+    session, recorder, bucket, setup_client, capsys
+) -> None:
+    setup_client("s3").put_object(Bucket=BUCKET, Key="images/a.png", Body=b"png")
+    setup_client("sagemaker").create_model(
+        ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}
+    )
+    args = ["s3://oic-test-bucket/images", "--model-name", "m", "--no-wait"]
+    assert run(*args, "--output", "s3://oic-test-bucket/images-out/", session=session) == 0
+    assert "describe-transform-job" in capsys.readouterr().out
+    (request,) = recorder.params("CreateTransformJob")
+    assert request["TransformOutput"]["S3OutputPath"] == "s3://oic-test-bucket/images-out/"
 
 
 def test_a_missing_model_is_named(session, recorder, bucket, images, capsys) -> None:
