@@ -1,9 +1,11 @@
 """``oic``: the command line of the cloud path (the argument parser and the dispatch, nothing else).
 
 Each sub-command lives in its own module: ``prepare`` (lists from class folders), ``images``
-(``push``), ``jobs`` (``train``, ``logs``), ``endpoints`` (``deploy``, ``predict``,
-``delete``) and ``local`` (SDK local mode). Errors print one message saying what to do, and
-exit 2 (fix something first) or 1 (a job ran and failed).
+(``push``), ``jobs`` (``train``, ``logs``; its inputs in ``inputs`` and ``manifests``),
+``tuning`` (``tune``; ranges in ``tuning_ranges``), ``transform``, ``endpoints`` (``deploy``,
+``predict``, ``delete``) and ``local`` (SDK local mode); option groups several commands share are
+in ``options``. Errors print one message saying what to do, and exit 2 (fix something first) or
+1 (a job ran and failed).
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from pathlib import Path
 
 import boto3
 
-from cloud import endpoints, images, jobs, local, options, prepare, transform, tuning
+from cloud import (
+    endpoints,
+    images,
+    jobs,
+    local,
+    options,
+    prepare,
+    transform,
+    tuning,
+    tuning_ranges,
+)
 from cloud.aws import Aws
 from cloud.errors import CliError, explain
 from cloud.options import data_and_hyperparameters, job_options, positive
@@ -106,7 +118,7 @@ def _add_tune(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     p.add_argument(
         "--tune",
         metavar="NAME,NAME",
-        help=f"built-in ranges to tune (default: all of {', '.join(tuning.BUILTIN_RANGES)})",
+        help=f"built-in ranges to tune (default: all of {', '.join(tuning_ranges.BUILTIN_RANGES)})",
     )
     p.add_argument(
         "--range",
