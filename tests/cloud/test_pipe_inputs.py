@@ -223,6 +223,17 @@ def test_class_id_multi_label_manifests_say_so_in_the_content_type(
     }
 
 
+def test_multi_hot_labels_as_lists_or_json_text(
+    session, recorder, bucket, pushed_image, tmp_path
+) -> None:
+    train = write_manifest(tmp_path / "t.manifest", ["[1, 0, 1]", [0, 1, 0], "[0,0,1]"])
+    validation = write_manifest(tmp_path / "v.manifest", [[1, 1, 0]])
+    hps = write_hps(tmp_path, num_training_samples="3", multi_label="1")
+    assert run([*manifest_args(train, validation, hps), "--dataset", "gt"], session) == 0
+    (request,) = recorder.params("CreateTrainingJob")
+    assert {c["ContentType"] for c in request["InputDataConfig"]} == {"application/x-recordio"}
+
+
 @pytest.mark.parametrize(
     ("names", "labels", "multi_label", "message"),
     [
