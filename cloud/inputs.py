@@ -78,12 +78,16 @@ def plan_inputs(
     _check_options(args, mode)
     if mode == FILE:
         return plan_channels(args.data, prefix)
-    samples = parse_hyperparameters(hyperparameters).num_training_samples
-    if samples is None:
+    cfg = parse_hyperparameters(hyperparameters)
+    missing = [k for k in ("num_training_samples", "num_classes") if getattr(cfg, k) is None]
+    if missing:
         raise CliError(
-            "Pipe mode needs num_training_samples in the hyperparameters (the built-in's rule: a "
-            "stream has no length to read up front): set it to the number of training images"
+            f"Pipe mode needs {' and '.join(missing)} in the hyperparameters (the built-in's "
+            "rule: a stream cannot be read ahead to count images or classes): set "
+            "num_training_samples to the number of training images and num_classes to the "
+            "number of classes"
         )
+    samples = cfg.num_training_samples
     if args.manifest:
         channels, count = _manifest_channels(args, hyperparameters, prefix)
     else:

@@ -116,7 +116,8 @@ def test_a_model_channel_stays_in_file_mode(
 @pytest.mark.parametrize(
     ("extra_hps", "message"),
     [
-        ({}, "Pipe mode needs num_training_samples"),
+        ({}, "Pipe mode needs num_training_samples in the hyperparameters"),
+        ({"num_training_samples": "6", "num_classes": ""}, "Pipe mode needs num_classes"),
         ({"num_training_samples": "100"}, "the training data holds 6 images"),
     ],
 )
