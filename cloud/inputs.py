@@ -28,7 +28,14 @@ from typing import Any
 from cloud import manifests
 from cloud.errors import CliError
 from cloud.prepare import TRAIN_LST
-from cloud.s3sync import AUGMENTED_MANIFEST, RECORDIO, Channel, Upload, plan_channels
+from cloud.s3sync import (
+    AUGMENTED_MANIFEST,
+    RECORDIO,
+    Channel,
+    Upload,
+    existing_sizes,
+    plan_channels,
+)
 from train.config import parse_hyperparameters
 
 FILE, PIPE = "File", "Pipe"
@@ -195,6 +202,23 @@ def _check_recordio(channel: Channel) -> None:
             raise CliError(
                 f"{upload.path} is not a RecordIO file (it does not start with the magic number "
                 "0xced7230a): make it with MXNet's im2rec"
+            )
+
+
+def check_streamed_prefixes(s3: Any, bucket: str, channels: tuple[Channel, ...]) -> None:
+    """Refuse objects left under a streamed prefix that this upload does not hold (e.g. an
+    ``.idx`` from an earlier File-mode upload of the same data set): Pipe mode would stream them.
+    """
+    for channel in channels:
+        if channel.input_mode != PIPE or channel.data_type != "S3Prefix":
+            continue
+        planned = {u.key for u in channel.uploads}
+        stale = sorted(set(existing_sizes(s3, bucket, channel.prefix)) - planned)
+        if stale:
+            raise CliError(
+                f"s3://{bucket}/{channel.prefix} also holds {', '.join(stale[:5])}"
+                f"{' ...' if len(stale) > 5 else ''}, which Pipe mode would stream with the .rec "
+                f"files: delete them (aws s3 rm s3://{bucket}/{stale[0]}) or pass --dataset NAME"
             )
 
 

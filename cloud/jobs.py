@@ -19,7 +19,14 @@ from typing import Any
 from cloud.aws import Aws, check_bucket, check_role
 from cloud.errors import CliError, JobFailed
 from cloud.images import check_image_exists, parse_image, registry_host, resolve_image
-from cloud.inputs import FILE, PIPE, channel_config, dataset_name, plan_inputs
+from cloud.inputs import (
+    FILE,
+    PIPE,
+    channel_config,
+    check_streamed_prefixes,
+    dataset_name,
+    plan_inputs,
+)
 from cloud.s3sync import Channel, sync
 from cloud.settings import (
     BUCKET_ENV,
@@ -241,6 +248,7 @@ def upload(aws: Aws, spec: JobSpec, dry_run: bool) -> None:
                 f"would upload {len(channel.uploads)} files to s3://{spec.bucket}/{channel.prefix}"
             )
         return
+    check_streamed_prefixes(aws.client("s3"), spec.bucket, spec.channels)
     print(f"uploading {len(spec.channels)} channels to s3://{spec.bucket}/")
     report = sync(aws.client("s3"), spec.bucket, list(spec.channels))
     print(

@@ -143,6 +143,20 @@ def test_pipe_mode_refuses_an_index_file_in_a_streamed_channel(
     assert recorder.calls == []
 
 
+def test_pipe_mode_refuses_stale_objects_under_a_streamed_prefix(
+    session, recorder, bucket, pushed_image, rec_channels, tmp_path, setup_client, capsys
+) -> None:
+    """An .idx left by an earlier File-mode upload of the same data set would be streamed."""
+    stale = "oic/data/pets-rec/train/train.idx"
+    setup_client("s3").put_object(Bucket=BUCKET, Key=stale, Body=b"0\t0\n")
+    hps = write_hps(tmp_path, num_training_samples=str(TRAIN_IMAGES))
+    args = ["--data", str(rec_channels), "--hyperparameters", str(hps), "--input-mode", "pipe"]
+    assert run(args, session) == 2
+    err = capsys.readouterr().err
+    assert f"also holds {stale}" in err and "aws s3 rm" in err
+    assert "PutObject" not in recorder.ops() and "CreateTrainingJob" not in recorder.ops()
+
+
 def test_pipe_mode_refuses_a_file_that_is_not_recordio(
     session, recorder, rec_channels, tmp_path, capsys
 ) -> None:
