@@ -1,11 +1,11 @@
 """``oic``: the command line of the cloud path (the argument parser and the dispatch, nothing else).
 
 Each sub-command lives in its own module: ``prepare`` (lists from class folders), ``images``
-(``push``), ``jobs`` (``train``, ``logs``; its inputs in ``inputs`` and ``manifests``),
-``tuning`` (``tune``; ranges in ``tuning_ranges``), ``transform``, ``endpoints`` (``deploy``,
-``predict``, ``delete``) and ``local`` (SDK local mode); option groups several commands share are
-in ``options``. Errors print one message saying what to do, and exit 2 (fix something first) or
-1 (a job ran and failed).
+(``push``), ``jobs`` (``train``; its inputs in ``inputs`` and ``manifests``), ``joblogs``
+(``logs``), ``tuning`` (``tune``; ranges in ``tuning_ranges``), ``transform``, ``endpoints``
+(``deploy``, ``predict``, ``delete``) and ``local`` (SDK local mode); option groups several
+commands share are in ``options``. Errors print one message saying what to do, and exit 2 (fix
+something first) or 1 (a job ran and failed).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import boto3
 from cloud import (
     endpoints,
     images,
+    joblogs,
     jobs,
     local,
     options,
@@ -176,7 +177,7 @@ def _add_logs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     p = sub.add_parser("logs", parents=[common], help="follow a training job to its end")
     p.add_argument("job_name")
     p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
-    p.set_defaults(run=jobs.logs_command)
+    p.set_defaults(run=joblogs.logs_command)
 
 
 def _add_deploy(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
