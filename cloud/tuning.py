@@ -21,6 +21,7 @@ from typing import Any
 
 from cloud.aws import Aws
 from cloud.errors import CliError, JobFailed
+from cloud.inputs import FILE
 from cloud.jobs import JobSpec, plan_job, training_job_request, upload
 from cloud.settings import load_hyperparameters
 from cloud.tuning_ranges import (
@@ -30,8 +31,11 @@ from cloud.tuning_ranges import (
     OBJECTIVE,
     Range,
     check_ranges,
+    fit_batch_size,
     select_ranges,
 )
+from train.config import parse_hyperparameters
+from train.lst import IMAGE_EXTENSIONS
 
 STRATEGIES = ("Bayesian", "Random", "Hyperband")
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -77,6 +81,17 @@ def tuning_request(
         },
         "TrainingJobDefinition": definition,
     }
+
+
+def training_images(spec: JobSpec) -> int | None:
+    """The training set's size, when known before the job: the images of a File-mode ``train``
+    channel of images, else ``num_training_samples`` (checked against the stream in Pipe mode)."""
+    train = next((c for c in spec.channels if c.name == "train"), None)
+    if train and train.input_mode == FILE:
+        if any(u.path.suffix == ".rec" for u in train.uploads):
+            return None  # File-mode RecordIO: counted by the trainer
+        return sum(u.path.suffix.lower() in IMAGE_EXTENSIONS for u in train.uploads) or None
+    return parse_hyperparameters(spec.hyperparameters).num_training_samples
 
 
 def tuning_job_name(given: str | None) -> str:
@@ -144,6 +159,11 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
     ranges = select_ranges(args.tune, args.range or [])
     check_ranges(ranges, static_hyperparameters(load_hyperparameters(args.hyperparameters), ranges))
     spec = plan_job(args, aws, name)
+    images = training_images(spec)
+    fitted = fit_batch_size(ranges, images)
+    if fitted != ranges:
+        print(f"mini_batch_size: tuned up to {images}, the size of the training set")
+    ranges = fitted
     limits = (args.max_jobs, args.max_parallel_jobs)
     request = tuning_request(name, spec, ranges, args.strategy, limits, args.early_stopping)
     upload(aws, spec, args.dry_run)

@@ -127,6 +127,29 @@ def select_ranges(tune: str | None, overrides: list[str]) -> list[Range]:
     return list(ranges.values())
 
 
+def fit_batch_size(ranges: list[Range], images: int | None) -> list[Range]:
+    """The ranges with the built-in's ``mini_batch_size`` range capped at the training set's size
+    (the trainer refuses a batch larger than the training set, so those trials would fail).
+
+    Raises:
+        CliError: a ``--range`` of ``mini_batch_size`` beyond the training set's size.
+    """
+    batch = next((r for r in ranges if r.name == "mini_batch_size"), None)
+    if batch is None or images is None:
+        return ranges
+    largest = max(int(float(v)) for v in batch.values)
+    if largest <= images:
+        return ranges
+    smallest = min(int(float(v)) for v in batch.values)
+    if batch != BUILTIN_RANGES["mini_batch_size"] or smallest >= images:
+        raise CliError(
+            f"mini_batch_size is tuned up to {largest}, but the training set has {images} images "
+            f"and the trainer refuses a larger batch: pass --range mini_batch_size=MIN:{images}"
+        )
+    capped = Range(batch.name, batch.kind, (batch.values[0], str(images)), batch.scaling)
+    return [capped if r is batch else r for r in ranges]
+
+
 def check_ranges(ranges: list[Range], static: dict[str, str]) -> None:
     """Every bound and category, with the static values, through the trainer's parser."""
     for r in ranges:

@@ -50,7 +50,10 @@ def test_tune_sends_the_builtins_ranges_and_objective(
         "Type": "Maximize",
         "MetricName": "validation:accuracy",
     }
-    assert config["ParameterRanges"] == DOCUMENTED_RANGES
+    # The built-in's ranges, the batch size capped at the 12 training images (the trainer
+    # refuses a larger batch).
+    capped = {"Name": "mini_batch_size", "MinValue": "8", "MaxValue": "12", "ScalingType": "Auto"}
+    assert config["ParameterRanges"] == {**DOCUMENTED_RANGES, "IntegerParameterRanges": [capped]}
     assert config["Strategy"] == "Bayesian"
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 10, "MaxParallelTrainingJobs": 2}
     assert config["TrainingJobEarlyStoppingType"] == "Off"
@@ -76,7 +79,57 @@ def test_tune_sends_the_builtins_ranges_and_objective(
     assert definition["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/oic/output"}
     assert "CheckpointConfig" not in definition
     assert len(recorder.params("PutObject")) == 18  # the data went up first
-    assert "best training job:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mini_batch_size: tuned up to 12, the size of the training set" in out
+    assert "best training job:" in out
+
+
+def manifest_tune_args(tmp_path: Path, images: int, *extra: str) -> list[str]:
+    """``oic tune`` in Pipe mode on manifests of ``images`` lines (S3 URIs: nothing to make)."""
+    lines = [
+        json.dumps({"source-ref": f"s3://gt/{i}.jpg", "class": str(i % 3)}) for i in range(images)
+    ]
+    for name in ("train", "validation"):
+        (tmp_path / f"{name}.manifest").write_text("\n".join(lines) + "\n")
+    hps = tmp_path / "hps.json"
+    values = {**HYPERPARAMETERS, "num_classes": "3", "num_training_samples": str(images)}
+    hps.write_text(json.dumps(values))
+    return [
+        "tune",
+        "--manifest",
+        str(tmp_path / "train.manifest"),
+        "--validation-manifest",
+        str(tmp_path / "validation.manifest"),
+        "--attribute-names",
+        "source-ref,class",
+        "--input-mode",
+        "pipe",
+        "--hyperparameters",
+        str(hps),
+        "--dry-run",
+        *extra,
+    ]
+
+
+def dry_run_request(out: str) -> dict[str, Any]:
+    marker = "CreateHyperParameterTuningJob "
+    return json.loads(out[out.index(marker) + len(marker) :])
+
+
+def test_the_default_ranges_are_the_builtins_table(session, recorder, tmp_path, capsys) -> None:
+    assert main(manifest_tune_args(tmp_path, 600), session=session) == 0
+    request = dry_run_request(capsys.readouterr().out)
+    assert request["HyperParameterTuningJobConfig"]["ParameterRanges"] == DOCUMENTED_RANGES
+    assert recorder.calls == []
+
+
+def test_a_batch_range_beyond_the_training_set_is_refused(
+    session, recorder, tmp_path, capsys
+) -> None:
+    args = manifest_tune_args(tmp_path, 40, "--range", "mini_batch_size=8:64")
+    assert main(args, session=session) == 2
+    assert "training set has 40 images" in capsys.readouterr().err
+    assert recorder.calls == []
 
 
 def test_the_container_accepts_what_the_tuner_sends() -> None:
@@ -221,29 +274,8 @@ def test_a_failed_tuning_job_exits_1_with_its_reason(
 
 
 def test_tune_in_pipe_mode_from_manifests(session, recorder, tmp_path, capsys) -> None:
-    lines = [json.dumps({"source-ref": f"s3://gt/{i}.jpg", "class": str(i % 3)}) for i in range(6)]
-    for name in ("train", "validation"):
-        (tmp_path / f"{name}.manifest").write_text("\n".join(lines) + "\n")
-    hps = tmp_path / "hps.json"
-    hps.write_text(json.dumps({**HYPERPARAMETERS, "num_classes": "3", "num_training_samples": "6"}))
-    args = [
-        "tune",
-        "--manifest",
-        str(tmp_path / "train.manifest"),
-        "--validation-manifest",
-        str(tmp_path / "validation.manifest"),
-        "--attribute-names",
-        "source-ref,class",
-        "--input-mode",
-        "pipe",
-        "--hyperparameters",
-        str(hps),
-        "--dry-run",
-    ]
-    assert main(args, session=session) == 0
-    out = capsys.readouterr().out
-    request = json.loads(out[out.index("CreateHyperParameterTuningJob ") + 30 :])
-    definition = request["TrainingJobDefinition"]
+    assert main(manifest_tune_args(tmp_path, 6, "--tune", "learning_rate"), session=session) == 0
+    definition = dry_run_request(capsys.readouterr().out)["TrainingJobDefinition"]
     assert definition["AlgorithmSpecification"]["TrainingInputMode"] == "Pipe"
     assert {c["RecordWrapperType"] for c in definition["InputDataConfig"]} == {"RecordIO"}
     assert definition["StaticHyperParameters"]["num_training_samples"] == "6"
