@@ -42,6 +42,7 @@ FILE, PIPE = "File", "Pipe"
 INPUT_MODES = {"file": FILE, "pipe": PIPE}
 PIPE_CHANNELS = ("train", "validation")
 RECORDIO_MAGIC = 0xCED7230A  # dmlc-core recordio.h kMagic, little-endian on disk
+BUCKET_TOKEN = "{bucket}"  # in rewritten manifests until the bucket is known; not a bucket name
 
 
 def channel_config(channel: Channel, bucket: str) -> dict[str, Any]:
@@ -156,11 +157,40 @@ def _manifest_channels(
     for name, path in (("train", args.manifest), ("validation", args.validation_manifest)):
         counts[name] = manifests.check_manifest(path, attributes, rules)
         key_prefix = f"{prefix}/{name}/"
-        upload = Upload(path, key_prefix + path.name)
+        uploads = _manifest_uploads(path, attributes[0], key_prefix)
         channels.append(
-            Channel(name, key_prefix, content_type, (upload,), PIPE, AUGMENTED_MANIFEST, attributes)
+            Channel(name, key_prefix, content_type, uploads, PIPE, AUGMENTED_MANIFEST, attributes)
         )
     return channels, counts["train"]
+
+
+def _manifest_uploads(path: Path, image: str, key_prefix: str) -> tuple[Upload, ...]:
+    """The manifest first (its key is the channel's S3Uri), then the local images it names,
+    under ``images/``; the manifest then points at them (see :func:`with_bucket`)."""
+    images_prefix = f"{key_prefix}images/"
+    text, local = manifests.with_uploaded_images(
+        path, image, f"s3://{BUCKET_TOKEN}/{images_prefix}"
+    )
+    if not local:
+        return (Upload(path, key_prefix + path.name),)
+    images = tuple(Upload(path.parent / rel, images_prefix + rel) for rel in local)
+    return (Upload(path, key_prefix + path.name, text), *images)
+
+
+def with_bucket(channels: tuple[Channel, ...], bucket: str) -> tuple[Channel, ...]:
+    """The channels with the bucket written into rewritten manifests (known only after the
+    local checks, which run before any AWS call)."""
+    token = f"s3://{BUCKET_TOKEN}/".encode()
+    out = []
+    for channel in channels:
+        uploads = tuple(
+            dataclasses.replace(u, data=u.data.replace(token, f"s3://{bucket}/".encode()))
+            if u.data is not None
+            else u
+            for u in channel.uploads
+        )
+        out.append(dataclasses.replace(channel, uploads=uploads))
+    return tuple(out)
 
 
 def _recordio_channels(data: Path, prefix: str) -> tuple[list[Channel], int]:

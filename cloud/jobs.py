@@ -25,6 +25,7 @@ from cloud.inputs import (
     check_streamed_prefixes,
     dataset_name,
     plan_inputs,
+    with_bucket,
 )
 from cloud.joblogs import follow
 from cloud.s3sync import Channel, sync
@@ -152,7 +153,7 @@ def plan_job(args: argparse.Namespace, aws: Aws, name: str) -> JobSpec:
         image=image,
         role=role,
         bucket=bucket,
-        channels=tuple(channels),
+        channels=with_bucket(tuple(channels), bucket),
         hyperparameters=hyperparameters,
         output_path=f"s3://{bucket}/{args.prefix}/output",
         instance_type=instance_type,

@@ -8,6 +8,8 @@ empty batch from pipe" hours later; here it is an error naming the line and the 
 
 Labels: single-label ``"3"``, ``3`` or ``3.0``; multi-label (``multi_label=1``) a JSON array,
 multi-hot ``[1, 0, 1]`` by default or class ids ``[0, 2]`` with ``label-format=class-id``.
+Images are S3 URIs, or paths relative to the manifest's folder (a local export): those are
+uploaded and the manifest that goes up names their S3 URIs instead.
 """
 
 from __future__ import annotations
@@ -103,7 +105,33 @@ def _label_problem(value: Any, rules: LabelRules) -> str | None:
     return None if set(ints) <= {0, 1} else f"multi-hot label {value!r} holds values other than 0/1"
 
 
-def _line_problem(line: str, image: str, label: str, rules: LabelRules) -> str | None:
+def local_image(value: Any, folder: Path) -> str | None:
+    """The path of ``value`` relative to ``folder`` when it names a file inside it, else None."""
+    if not isinstance(value, str) or "://" in value or not value.strip():
+        return None
+    path = (folder / value).resolve()
+    try:
+        relative = path.relative_to(folder.resolve())
+    except ValueError:
+        return None
+    return relative.as_posix() if path.is_file() else None
+
+
+def _image_problem(value: Any, name: str, folder: Path) -> str | None:
+    if isinstance(value, str) and value.startswith("s3://") and "/" in value[5:]:
+        return None
+    if local_image(value, folder) is not None:
+        return None
+    return (
+        f"{name} {value!r} is neither an S3 URI nor an image file under {folder} (paths are "
+        "relative to the manifest's folder; those images are uploaded beside the manifest)"
+    )
+
+
+def _line_problem(
+    line: str, attributes: tuple[str, str], rules: LabelRules, folder: Path
+) -> str | None:
+    image, label = attributes
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -117,13 +145,18 @@ def _line_problem(line: str, image: str, label: str, rules: LabelRules) -> str |
             f"{', '.join(record)}); --attribute-names must name the image attribute, then the "
             "label attribute"
         )
-    uri = record[image]
-    if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
-        return (
-            f"{image} {uri!r} is not an S3 URI: SageMaker streams each image from S3, so upload "
-            "the images and write s3://bucket/key (Ground Truth's output already does)"
-        )
-    return _label_problem(record[label], rules)
+    return _image_problem(record[image], image, folder) or _label_problem(record[label], rules)
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise CliError(f"manifest {path} not found")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if lines and not lines[-1].strip():
+        lines.pop()  # a trailing newline or blank last line
+    if not lines:
+        raise CliError(f"manifest {path} is empty: it needs one JSON line per image")
+    return lines
 
 
 def check_manifest(path: Path, attributes: tuple[str, str], rules: LabelRules) -> int:
@@ -132,16 +165,10 @@ def check_manifest(path: Path, attributes: tuple[str, str], rules: LabelRules) -
     Raises:
         CliError: the file is missing or empty, or lines are bad (the first few are listed).
     """
-    if not path.is_file():
-        raise CliError(f"manifest {path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if lines and not lines[-1].strip():
-        lines.pop()  # a trailing newline or blank last line
-    if not lines:
-        raise CliError(f"manifest {path} is empty: it needs one JSON line per image")
+    lines = _lines(path)
     problems = []
     for number, line in enumerate(lines, start=1):
-        problem = _line_problem(line, *attributes, rules)
+        problem = _line_problem(line, attributes, rules, path.parent)
         if problem:
             problems.append(f"line {number}: {problem}")
     if problems:
@@ -152,3 +179,18 @@ def check_manifest(path: Path, attributes: tuple[str, str], rules: LabelRules) -
             "Fix the manifest; nothing was uploaded or started."
         )
     return len(lines)
+
+
+def with_uploaded_images(path: Path, image: str, uri_prefix: str) -> tuple[bytes, list[str]]:
+    """The checked manifest with each local image path replaced by ``uri_prefix`` + the path,
+    and those paths (in order, once each). Lines that name S3 URIs are kept as they are."""
+    out, local = [], {}
+    for line in _lines(path):
+        record = json.loads(line)
+        relative = local_image(record[image], path.parent)
+        if relative is None:
+            out.append(line)
+            continue
+        local.setdefault(relative, None)
+        out.append(json.dumps({**record, image: uri_prefix + relative}))
+    return ("\n".join(out) + "\n").encode(), list(local)

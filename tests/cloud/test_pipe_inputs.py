@@ -279,13 +279,65 @@ def test_label_format_needs_multi_label(session, recorder, manifests, tmp_path, 
     assert recorder.calls == []
 
 
-def test_a_manifest_of_local_paths_is_refused(session, recorder, tmp_path, capsys) -> None:
-    train = tmp_path / "t.manifest"
-    train.write_text('{"source-ref": "cats/1.jpg", "class": 0}\n')
-    validation = write_manifest(tmp_path / "v.manifest", [0])
+def test_local_images_of_a_manifest_are_uploaded_and_the_manifest_points_at_them(
+    session, recorder, bucket, pushed_image, tmp_path, setup_client
+) -> None:
+    """A manifest of paths relative to its folder (a local Ground Truth-like export)."""
+    import random
+
+    from tests.datagen import make_image, write_jpeg
+
+    folder = tmp_path / "gt"
+    rng = random.Random(1)
+    for rel in ("cats/1.jpg", "dogs/2.jpg"):
+        write_jpeg(folder / rel, make_image(0, rng))
+    train = folder / "train.manifest"
+    lines = [
+        {"source-ref": "cats/1.jpg", "class": "0"},
+        {"source-ref": "s3://elsewhere/3.jpg", "class": "1"},
+        {"source-ref": "dogs/2.jpg", "class": 1},
+    ]
+    train.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    validation = write_manifest(folder / "validation.manifest", [0, 1])
+    hps = write_hps(tmp_path, num_training_samples="3")
+    assert run([*manifest_args(train, validation, hps), "--dataset", "gt"], session) == 0
+    base = "oic/data/gt/train/"
+    assert {p["Key"] for p in recorder.params("PutObject")} == {
+        base + "train.manifest",
+        base + "images/cats/1.jpg",
+        base + "images/dogs/2.jpg",
+        "oic/data/gt/validation/validation.manifest",
+    }
+    body = setup_client("s3").get_object(Bucket=BUCKET, Key=base + "train.manifest")["Body"]
+    uploaded = [json.loads(line) for line in body.read().decode().splitlines()]
+    assert [u["source-ref"] for u in uploaded] == [
+        f"s3://{BUCKET}/{base}images/cats/1.jpg",
+        "s3://elsewhere/3.jpg",
+        f"s3://{BUCKET}/{base}images/dogs/2.jpg",
+    ]
+    assert [u["class"] for u in uploaded] == ["0", "1", 1]
+    image = setup_client("s3").get_object(Bucket=BUCKET, Key=base + "images/dogs/2.jpg")["Body"]
+    assert image.read() == (folder / "dogs" / "2.jpg").read_bytes()
+    (request,) = recorder.params("CreateTrainingJob")
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
+        f"s3://{BUCKET}/{base}train.manifest"
+    )
+
+
+@pytest.mark.parametrize("ref", ["cats/missing.jpg", "../outside.jpg", "/etc/hostname"])
+def test_a_manifest_path_that_is_not_a_file_beside_it_is_refused(
+    session, recorder, tmp_path, capsys, ref
+) -> None:
+    (tmp_path / "outside.jpg").write_bytes(b"\xff\xd8")
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    train = folder / "t.manifest"
+    train.write_text(json.dumps({"source-ref": ref, "class": 0}) + "\n")
+    validation = write_manifest(folder / "v.manifest", [0])
     hps = write_hps(tmp_path, num_training_samples="1")
     assert run(manifest_args(train, validation, hps), session) == 2
-    assert "source-ref 'cats/1.jpg' is not an S3 URI" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"source-ref {ref!r} is neither an S3 URI nor an image file under" in err
     assert recorder.calls == []
 
 
