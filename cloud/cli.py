@@ -1,9 +1,11 @@
 """``oic``: the command line of the cloud path (the argument parser and the dispatch, nothing else).
 
 Each sub-command lives in its own module: ``prepare`` (lists from class folders), ``images``
-(``push``), ``jobs`` (``train``, ``logs``), ``endpoints`` (``deploy``, ``predict``,
-``delete``) and ``local`` (SDK local mode). Errors print one message saying what to do, and
-exit 2 (fix something first) or 1 (a job ran and failed).
+(``push``), ``jobs`` (``train``; its inputs in ``inputs`` and ``manifests``), ``joblogs``
+(``logs``), ``tuning`` (``tune``; ranges in ``tuning_ranges``), ``transform``, ``endpoints``
+(``deploy``, ``predict``, ``delete``) and ``local`` (SDK local mode); option groups several
+commands share are in ``options``. Errors print one message saying what to do, and exit 2 (fix
+something first) or 1 (a job ran and failed).
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ from pathlib import Path
 
 import boto3
 
-from cloud import endpoints, images, jobs, local, prepare
+from cloud import (
+    endpoints,
+    images,
+    joblogs,
+    jobs,
+    local,
+    options,
+    prepare,
+    transform,
+    tuning,
+    tuning_ranges,
+)
 from cloud.aws import Aws
 from cloud.errors import CliError, explain
-from cloud.settings import (
-    DEFAULT_PREFIX,
-    DEFAULT_TAG,
-    ENDPOINT_INSTANCE,
-    HYPERPARAMETERS_FILE,
-    REPOSITORY,
-    TRAIN_INSTANCE,
-)
+from cloud.options import data_and_hyperparameters, job_options, positive
+from cloud.settings import DEFAULT_PREFIX, DEFAULT_TAG, ENDPOINT_INSTANCE, REPOSITORY
 from train.errors import ClientError
 
 EPILOG = """workflow:
@@ -34,41 +41,10 @@ EPILOG = """workflow:
   oic deploy --job-name JOB --role arn:aws:iam::ACCOUNT:role/NAME
   oic predict --endpoint-name JOB cat.jpg
   oic delete JOB
+  oic tune --data data/ --role ...        # hyperparameter tuning, objective validation:accuracy
+  oic transform s3://BUCKET/images/ --model-name JOB   # batch transform: one .out per image
   oic local --data data/       # the same training through the SageMaker SDK's local mode
 Every command takes --dry-run (print the requests, send nothing) and --help."""
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION / ~/.aws)")
-    common.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / default)")
-    common.add_argument(
-        "--dry-run", action="store_true", help="print the requests it would send, send nothing"
-    )
-    return common
-
-
-def _data_and_hyperparameters(p: argparse.ArgumentParser) -> None:
-    """The inputs ``train`` and ``local`` share."""
-    p.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="output of `oic prepare`, or a folder of channel folders",
-    )
-    p.add_argument(
-        "--hyperparameters",
-        type=Path,
-        default=HYPERPARAMETERS_FILE,
-        help="JSON file of string hyperparameters, the one compose uses (default: %(default)s)",
-    )
 
 
 def _add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -123,41 +99,85 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="upload data and run a training job",
         description=jobs.__doc__,
     )
-    _data_and_hyperparameters(p)
-    p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
-    p.add_argument("--bucket", help="S3 bucket (default: $OIC_BUCKET or sagemaker-REGION-ACCOUNT)")
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)")
-    p.add_argument("--dataset", help="data set name under PREFIX/data/ (default: folder name)")
-    p.add_argument("--image", help="ECR image URI with tag (default: ACCOUNT's oic:TAG)")
-    p.add_argument(
-        "--tag", default=DEFAULT_TAG, help="tag of the default image (default: %(default)s)"
-    )
+    job_options(p)
     p.add_argument("--job-name", help="default: oic-YYYYmmdd-HHMMSS")
-    p.add_argument("--instance-type", default=TRAIN_INSTANCE, help="default: %(default)s")
-    p.add_argument(
-        "--instance-count",
-        type=int,
-        default=1,
-        help="hosts; more than 1 trains on MXNet's parameter server (set kv_store)",
-    )
-    p.add_argument("--volume-size", type=int, default=50, help="GB per host (default: 50)")
-    p.add_argument("--max-runtime", type=int, default=24 * 3600, help="seconds (default: 1 day)")
-    p.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints")
-    p.add_argument("--max-wait", type=int, help="spot: seconds incl. waiting (default: 2x runtime)")
-    p.add_argument(
-        "--checkpoint-uri",
-        help="S3 URI for checkpoints (default with --spot: OUTPUT/JOB/checkpoints)",
-    )
     p.add_argument("--no-wait", action="store_true", help="start the job and return")
     p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
     p.set_defaults(run=jobs.command)
+
+
+def _add_tune(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "tune",
+        parents=[common],
+        help="hyperparameter tuning job (objective validation:accuracy)",
+        description=tuning.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    job_options(p)
+    p.add_argument("--job-name", help="tuning job, at most 32 characters (default: oic-tune-…)")
+    p.add_argument(
+        "--tune",
+        metavar="NAME,NAME",
+        help=f"built-in ranges to tune (default: all of {', '.join(tuning_ranges.BUILTIN_RANGES)})",
+    )
+    p.add_argument(
+        "--range",
+        action="append",
+        metavar="NAME=MIN:MAX[:SCALING]|NAME=A,B",
+        help="change or add a range, e.g. learning_rate=0.001:0.1:log (repeatable)",
+    )
+    p.add_argument("--strategy", choices=tuning.STRATEGIES, default="Bayesian")
+    p.add_argument("--max-jobs", type=positive, default=10, help="training jobs (default: 10)")
+    p.add_argument("--max-parallel-jobs", type=positive, default=2, help="at once (default: 2)")
+    p.add_argument("--early-stopping", action="store_true", help="let SageMaker stop poor jobs")
+    p.add_argument("--no-wait", action="store_true", help="start the tuning job and return")
+    p.add_argument("--poll", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=tuning.command)
+
+
+def _add_transform(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "transform",
+        parents=[common],
+        help="batch transform: classify a folder of images, one .out file each",
+        description=transform.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="s3://BUCKET/PREFIX/ of images, or a local folder")
+    p.add_argument("--model-name", help="a SageMaker model (e.g. the name `oic deploy` used)")
+    p.add_argument("--training-job", help="or: make the model from this Completed training job")
+    p.add_argument("--role", help="for --training-job: execution role ARN (default: $OIC_ROLE)")
+    p.add_argument(
+        "--output", help="S3 URI of the .out files (default: PREFIX/transform/output/JOB/)"
+    )
+    p.add_argument(
+        "--bucket", help="for a local folder or the default output (default: $OIC_BUCKET)"
+    )
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="S3 key prefix (default: %(default)s)")
+    p.add_argument("--job-name", help="default: oic-transform-YYYYmmdd-HHMMSS")
+    p.add_argument("--instance-type", default=ENDPOINT_INSTANCE, help="default: %(default)s")
+    p.add_argument("--instance-count", type=positive, default=1, help="default: 1")
+    p.add_argument("--accept", choices=transform.ACCEPTS, default=transform.ACCEPTS[0])
+    p.add_argument(
+        "--max-payload", type=positive, default=6, help="MB per image (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-concurrent-transforms",
+        type=positive,
+        help="requests at once per instance (default: the container's /execution-parameters)",
+    )
+    p.add_argument("--download", type=Path, metavar="DIR", help="copy the .out files here")
+    p.add_argument("--no-wait", action="store_true", help="start the job and return")
+    p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
+    p.set_defaults(run=transform.command)
 
 
 def _add_logs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("logs", parents=[common], help="follow a training job to its end")
     p.add_argument("job_name")
     p.add_argument("--poll", type=float, default=15.0, help=argparse.SUPPRESS)
-    p.set_defaults(run=jobs.logs_command)
+    p.set_defaults(run=joblogs.logs_command)
 
 
 def _add_deploy(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -172,7 +192,7 @@ def _add_deploy(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.add_argument("--role", help="SageMaker execution role ARN (default: $OIC_ROLE)")
     p.add_argument("--image", help="serving image (default: the job's training image)")
     p.add_argument("--instance-type", default=ENDPOINT_INSTANCE, help="default: %(default)s")
-    p.add_argument("--instance-count", type=_positive, default=1, help="default: 1")
+    p.add_argument("--instance-count", type=positive, default=1, help="default: 1")
     p.add_argument("--no-wait", action="store_true", help="do not wait for InService")
     p.add_argument("--poll", type=float, default=30.0, help=argparse.SUPPRESS)
     p.set_defaults(run=endpoints.deploy)
@@ -182,7 +202,7 @@ def _add_predict(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     p = sub.add_parser("predict", parents=[common], help="classify image files on an endpoint")
     p.add_argument("files", type=Path, nargs="+", metavar="FILE")
     p.add_argument("--endpoint-name", required=True)
-    p.add_argument("--top-k", type=_positive, default=3, help="classes to print (default: 3)")
+    p.add_argument("--top-k", type=positive, default=3, help="classes to print (default: 3)")
     p.add_argument(
         "--classes",
         type=Path,
@@ -205,10 +225,10 @@ def _add_local(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         help="train through the SDK's local mode",
         description=local.__doc__,
     )
-    _data_and_hyperparameters(p)
+    data_and_hyperparameters(p)
     p.add_argument("--image", help="local image tag (default: oic:cpu, or oic:gpu with --gpu)")
     p.add_argument("--gpu", action="store_true", help="instance_type local_gpu")
-    p.add_argument("--instance-count", type=_positive, default=1, help="containers (default: 1)")
+    p.add_argument("--instance-count", type=positive, default=1, help="containers (default: 1)")
     p.add_argument("--job-name", help="default: oic-local-YYYYmmdd-HHMMSS")
     p.add_argument("--root", type=Path, help="working folder (default: output/local/JOB)")
     p.set_defaults(run=lambda a, _aws: local.command(a))
@@ -223,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common()
+    common = options.common()
     for add in (
         _add_prepare,
         _add_push,
         _add_train,
         _add_logs,
+        _add_tune,
+        _add_transform,
         _add_deploy,
         _add_predict,
         _add_delete,

@@ -22,19 +22,21 @@ from cloud.settings import check_instance_type, role_from_env
 VARIANT = "AllTraffic"
 
 
+def create_model_request(name: str, image: str, model_data: str, role: str) -> dict[str, Any]:
+    """The CreateModel request: the serving image and the model.tar.gz (deploy, transform)."""
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": role,
+        "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data},
+    }
+
+
 def model_requests(
     name: str, image: str, model_data: str, role: str, instance_type: str, count: int
 ) -> list[tuple[str, dict[str, Any]]]:
     """The CreateModel, CreateEndpointConfig and CreateEndpoint requests, in order."""
     return [
-        (
-            "CreateModel",
-            {
-                "ModelName": name,
-                "ExecutionRoleArn": role,
-                "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data},
-            },
-        ),
+        ("CreateModel", create_model_request(name, image, model_data, role)),
         (
             "CreateEndpointConfig",
             {
@@ -58,7 +60,8 @@ def _not_found(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ValidationException"
 
 
-def _exists(call: Any, **kwargs: Any) -> bool:
+def exists(call: Any, **kwargs: Any) -> bool:
+    """Whether the Describe* ``call`` finds the resource."""
     try:
         call(**kwargs)
         return True
@@ -70,7 +73,7 @@ def _exists(call: Any, **kwargs: Any) -> bool:
 
 def check_free(sm: Any, name: str) -> None:
     """Refuse an endpoint (or its model / configuration) name that exists."""
-    if _exists(sm.describe_endpoint, EndpointName=name):
+    if exists(sm.describe_endpoint, EndpointName=name):
         raise CliError(
             f"endpoint {name!r} already exists: pick another --endpoint-name, or remove it "
             f"with `oic delete {name}`"
@@ -79,7 +82,7 @@ def check_free(sm: Any, name: str) -> None:
         ("endpoint configuration", sm.describe_endpoint_config, "EndpointConfigName"),
         ("model", sm.describe_model, "ModelName"),
     ):
-        if _exists(call, **{key: name}):
+        if exists(call, **{key: name}):
             raise CliError(
                 f"a SageMaker {what} named {name!r} exists (left over from an earlier deploy?): "
                 f"remove it with `oic delete {name}` or pick another --endpoint-name"
@@ -116,7 +119,7 @@ def deploy(args: argparse.Namespace, aws: Aws) -> int:
             print(f"{operation} {json.dumps(request, indent=2)}")
         return 0
     for operation, request in requests:
-        getattr(sm, _snake(operation))(**request)
+        getattr(sm, snake(operation))(**request)
         print(f"{operation}: {name}")
     if not args.no_wait:
         _wait_in_service(sm, name, args.poll)
@@ -124,7 +127,8 @@ def deploy(args: argparse.Namespace, aws: Aws) -> int:
     return 0
 
 
-def _snake(operation: str) -> str:
+def snake(operation: str) -> str:
+    """``CreateModel`` to ``create_model`` (the boto3 method)."""
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
 
 
@@ -213,7 +217,7 @@ def delete(args: argparse.Namespace, aws: Aws) -> int:
     deleted = 0
     for operation, request in requests:
         try:
-            getattr(sm, _snake(operation))(**request)
+            getattr(sm, snake(operation))(**request)
             deleted += 1
             print(f"{operation}: {name}")
         except ClientError as exc:

@@ -1,4 +1,4 @@
-"""``oic train``: the CreateTrainingJob request, and waiting for the job while streaming its logs.
+"""``oic train``: upload the inputs and send the CreateTrainingJob request (then follow the job).
 
 The request is built by one pure function, :func:`training_job_request`, so that ``--dry-run``
 prints exactly what is sent and the tests assert it. It goes out through boto3; SDK v3's
@@ -12,14 +12,23 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cloud.aws import Aws, check_bucket, check_role
-from cloud.errors import CliError, JobFailed
+from cloud.errors import CliError
 from cloud.images import check_image_exists, parse_image, registry_host, resolve_image
-from cloud.s3sync import Channel, plan_channels, sync
+from cloud.inputs import (
+    FILE,
+    PIPE,
+    channel_config,
+    check_streamed_prefixes,
+    dataset_name,
+    plan_inputs,
+    with_bucket,
+)
+from cloud.joblogs import follow
+from cloud.s3sync import Channel, sync
 from cloud.settings import (
     BUCKET_ENV,
     CHECKPOINT_LOCAL_PATH,
@@ -29,9 +38,6 @@ from cloud.settings import (
     role_from_env,
 )
 from train.metric_lines import METRIC_DEFINITIONS
-
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-TERMINAL = ("Completed", "Failed", "Stopped")
 
 
 def stopping_condition(spot: bool, max_runtime: int, max_wait: int | None = None) -> dict[str, int]:
@@ -67,20 +73,9 @@ class JobSpec:
     checkpoint_uri: str | None = None
 
 
-def _channel_config(channel: Channel, bucket: str) -> dict[str, Any]:
-    return {
-        "ChannelName": channel.name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": f"s3://{bucket}/{channel.prefix}",
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-        "ContentType": channel.content_type,
-        "CompressionType": "None",
-        "InputMode": "File",
-    }
+def training_input_mode(channels: tuple[Channel, ...]) -> str:
+    """``Pipe`` when a channel streams (the per-channel modes win), else ``File``."""
+    return PIPE if any(c.input_mode == PIPE for c in channels) else FILE
 
 
 def training_job_request(spec: JobSpec) -> dict[str, Any]:
@@ -89,12 +84,12 @@ def training_job_request(spec: JobSpec) -> dict[str, Any]:
         "TrainingJobName": spec.name,
         "AlgorithmSpecification": {
             "TrainingImage": spec.image,
-            "TrainingInputMode": "File",
+            "TrainingInputMode": training_input_mode(spec.channels),
             "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
         },
         "RoleArn": spec.role,
         "HyperParameters": dict(spec.hyperparameters),
-        "InputDataConfig": [_channel_config(c, spec.bucket) for c in spec.channels],
+        "InputDataConfig": [channel_config(c, spec.bucket) for c in spec.channels],
         "OutputDataConfig": {"S3OutputPath": spec.output_path},
         "ResourceConfig": {
             "InstanceType": spec.instance_type,
@@ -110,83 +105,10 @@ def training_job_request(spec: JobSpec) -> dict[str, Any]:
     return request
 
 
-class LogTail:
-    """Prints new CloudWatch log events of a training job's streams (one per host)."""
-
-    def __init__(self, logs: Any, job_name: str, out: Callable[[str], None] = print) -> None:
-        self.logs, self.job_name, self.out = logs, job_name, out
-        self.tokens: dict[str, str | None] = {}
-
-    def poll(self) -> None:
-        """Print every event logged since the last poll."""
-        try:
-            streams = self.logs.describe_log_streams(
-                logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.job_name}/"
-            )["logStreams"]
-        except self.logs.exceptions.ResourceNotFoundException:
-            return  # the log group appears with the job's first log line
-        for stream in streams:
-            self._read(stream["logStreamName"], prefix=len(streams) > 1)
-
-    def _read(self, name: str, prefix: bool) -> None:
-        while True:
-            kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": name}
-            token = self.tokens.get(name)
-            kwargs.update({"nextToken": token} if token else {"startFromHead": True})
-            page = self.logs.get_log_events(**kwargs)
-            host = name.split("/")[-1].rsplit("-", 1)[0]
-            for event in page["events"]:
-                self.out(f"[{host}] {event['message']}" if prefix else event["message"])
-            self.tokens[name] = page.get("nextForwardToken")
-            if not page["events"] or page.get("nextForwardToken") == token:
-                return
-
-
-def wait(
-    sagemaker: Any,
-    tail: LogTail | None,
-    job_name: str,
-    poll: float,
-    out: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Wait for the job to end, streaming logs and status changes; return its description.
-
-    Raises:
-        JobFailed: the job ended Failed or Stopped (with its FailureReason).
-    """
-    last_status = None
-    while True:
-        job = sagemaker.describe_training_job(TrainingJobName=job_name)
-        status = (job["TrainingJobStatus"], job.get("SecondaryStatus"))
-        if status != last_status:
-            out(f"{job_name}: {status[0]} - {status[1] or ''}".rstrip(" -"))
-            last_status = status
-        if tail:
-            tail.poll()
-        if job["TrainingJobStatus"] in TERMINAL:
-            break
-        time.sleep(poll)
-    if job["TrainingJobStatus"] != "Completed":
-        reason = job.get("FailureReason") or "no reason given"
-        raise JobFailed(
-            f"training job {job_name} {job['TrainingJobStatus'].lower()}: {reason}\n"
-            f"Full logs: CloudWatch log group {LOG_GROUP}, streams {job_name}/*"
-        )
-    return job
-
-
-def describe(job: dict[str, Any]) -> str:
-    """Where the model of a completed job is, and how long it billed."""
-    lines = [f"model: {job['ModelArtifacts']['S3ModelArtifacts']}"]
-    if job.get("BillableTimeInSeconds"):
-        lines.append(f"billable time: {job['BillableTimeInSeconds']} s")
-    return "\n".join(lines)
-
-
 def job_name(given: str | None) -> str:
     """``--job-name`` or ``oic-YYYYmmdd-HHMMSS`` (UTC)."""
     name = given or time.strftime("oic-%Y%m%d-%H%M%S", time.gmtime())
-    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
+    if len(name) > 63 or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name):
         raise CliError(f"job name {name!r} must be 1-63 letters, digits and hyphens")
     return name
 
@@ -218,21 +140,20 @@ def _resolve(aws: Aws, args: argparse.Namespace) -> tuple[str, str, str]:
     return role, bucket, ref.uri
 
 
-def command(args: argparse.Namespace, aws: Aws) -> int:
-    """Run ``oic train``: validate locally, upload, create the job, wait and stream its logs."""
+def plan_job(args: argparse.Namespace, aws: Aws, name: str) -> JobSpec:
+    """Everything a training job needs, checked locally and (unless ``--dry-run``) against AWS,
+    before anything is uploaded. ``oic tune`` builds its training job definition from it too."""
     hyperparameters = load_hyperparameters(args.hyperparameters)
     instance_type = check_instance_type(args.instance_type)
-    name = job_name(args.job_name)
     stopping = stopping_condition(args.spot, args.max_runtime, args.max_wait)
-    dataset = args.dataset or args.data.resolve().name
-    channels = plan_channels(args.data, f"{args.prefix}/data/{dataset}")
+    channels = plan_inputs(args, hyperparameters, f"{args.prefix}/data/{dataset_name(args)}")
     role, bucket, image = (_placeholders if args.dry_run else _resolve)(aws, args)
-    spec = JobSpec(
+    return JobSpec(
         name=name,
         image=image,
         role=role,
         bucket=bucket,
-        channels=tuple(channels),
+        channels=with_bucket(tuple(channels), bucket),
         hyperparameters=hyperparameters,
         output_path=f"s3://{bucket}/{args.prefix}/output",
         instance_type=instance_type,
@@ -242,50 +163,42 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
         spot=args.spot,
         checkpoint_uri=args.checkpoint_uri,
     )
-    request = training_job_request(spec)
-    if args.dry_run:
-        for channel in channels:
-            print(f"would upload {len(channel.uploads)} files to s3://{bucket}/{channel.prefix}")
-        print("CreateTrainingJob " + json.dumps(request, indent=2))
-        return 0
-    print(f"uploading {args.data} to s3://{bucket}/{args.prefix}/data/{dataset}/")
-    report = sync(aws.client("s3"), bucket, channels)
+
+
+def upload(aws: Aws, spec: JobSpec, dry_run: bool) -> None:
+    """Upload the job's channels, skipping files already there (``--dry-run``: say what)."""
+    if dry_run:
+        for channel in spec.channels:
+            print(
+                f"would upload {len(channel.uploads)} files to s3://{spec.bucket}/{channel.prefix}"
+            )
+        return
+    check_streamed_prefixes(aws.client("s3"), spec.bucket, spec.channels)
+    print(f"uploading {len(spec.channels)} channels to s3://{spec.bucket}/")
+    report = sync(aws.client("s3"), spec.bucket, list(spec.channels))
     print(
         f"uploaded {report.uploaded} files ({report.uploaded_bytes / 1e6:.1f} MB), "
         f"skipped {report.skipped} already there"
     )
-    aws.client("sagemaker").create_training_job(**request)
-    print(f"started training job {name} ({spec.instance_count} x {instance_type})")
-    if args.no_wait:
-        print(f"follow it with: oic logs {name}   (or the SageMaker console)")
-        return 0
-    follow(aws, name, args.poll)
-    print(f"next: oic deploy --job-name {name}")
-    return 0
 
 
-def logs_command(args: argparse.Namespace, aws: Aws) -> int:
-    """Run ``oic logs JOB``: stream a job's logs until it ends; exit 1 if it failed."""
+def command(args: argparse.Namespace, aws: Aws) -> int:
+    """Run ``oic train``: validate locally, upload, create the job, wait and stream its logs."""
+    spec = plan_job(args, aws, job_name(args.job_name))
+    request = training_job_request(spec)
+    upload(aws, spec, args.dry_run)
     if args.dry_run:
-        print(f"DescribeTrainingJob {json.dumps({'TrainingJobName': args.job_name})}")
+        print("CreateTrainingJob " + json.dumps(request, indent=2))
         return 0
-    follow(aws, args.job_name, args.poll)
+    aws.client("sagemaker").create_training_job(**request)
+    mode = request["AlgorithmSpecification"]["TrainingInputMode"]
+    print(
+        f"started training job {spec.name} ({spec.instance_count} x {spec.instance_type}, "
+        f"{mode} mode)"
+    )
+    if args.no_wait:
+        print(f"follow it with: oic logs {spec.name}   (or the SageMaker console)")
+        return 0
+    follow(aws, spec.name, args.poll)
+    print(f"next: oic deploy --job-name {spec.name}")
     return 0
-
-
-def follow(aws: Aws, name: str, poll: float) -> None:
-    """Stream the job's logs until it ends and print where its model is.
-
-    Raises:
-        JobFailed: the job failed or was stopped, or following was interrupted (Ctrl-C), which
-            leaves the job running.
-    """
-    tail = LogTail(aws.client("logs"), name)
-    try:
-        print(describe(wait(aws.client("sagemaker"), tail, name, poll)))
-    except KeyboardInterrupt:
-        raise JobFailed(
-            f"stopped following; training job {name} keeps running. Follow it again with "
-            f"`oic logs {name}`, or stop it with "
-            f"`aws sagemaker stop-training-job --training-job-name {name}`"
-        ) from None

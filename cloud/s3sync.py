@@ -32,25 +32,40 @@ CHANNELS = ("train", "validation", "train_lst", "validation_lst", "model", "pret
 IMAGE = "application/x-image"
 RECORDIO = "application/x-recordio"
 MODEL = "application/x-sagemaker-model"
+AUGMENTED_MANIFEST = "AugmentedManifestFile"
 SHA256_KEY = "sha256"  # user metadata: x-amz-meta-sha256
 
 
 @dataclass(frozen=True)
 class Upload:
-    """One local file and the key it goes to."""
+    """One local file and the key it goes to; ``data``, when given, is sent instead of the
+    file's bytes (a manifest rewritten to point at the uploaded images)."""
 
     path: Path
     key: str
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Channel:
-    """One training channel: its name, S3 prefix, content type and files."""
+    """One training channel: its name, S3 prefix, content type and files.
+
+    An augmented-manifest channel (``data_type`` ``AugmentedManifestFile``) points at its one
+    uploaded file, the manifest, and streams the attributes ``attribute_names`` in Pipe mode.
+    """
 
     name: str
     prefix: str
     content_type: str
     uploads: tuple[Upload, ...]
+    input_mode: str = "File"
+    data_type: str = "S3Prefix"
+    attribute_names: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The S3 key the channel's ``S3Uri`` names: the prefix, or the manifest's key."""
+        return self.uploads[0].key if self.data_type == AUGMENTED_MANIFEST else self.prefix
 
 
 def _content_type(name: str, files: Iterable[Path]) -> str:
@@ -120,6 +135,14 @@ def digests(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
+def _size_and_digests(upload: Upload) -> tuple[int, str, str]:
+    if upload.data is None:
+        return (upload.path.stat().st_size, *digests(upload.path))
+    data = upload.data
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return len(data), hashlib.sha256(data).hexdigest(), md5
+
+
 def existing_sizes(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
     """``{key: size}`` of the objects under ``prefix``."""
     sizes: dict[str, int] = {}
@@ -160,13 +183,15 @@ def sync(
     for channel in channels:
         sizes = existing_sizes(s3, bucket, channel.prefix)
         for upload in channel.uploads:
-            size = upload.path.stat().st_size
-            sha256, md5 = digests(upload.path)
+            size, sha256, md5 = _size_and_digests(upload)
             if sizes.get(upload.key) == size and is_same(s3, bucket, upload, sha256, md5):
                 report.skipped += 1
                 continue
             extra = {"Metadata": {SHA256_KEY: sha256}, "ContentType": _mime(upload.path)}
-            s3.upload_file(str(upload.path), bucket, upload.key, ExtraArgs=extra)
+            if upload.data is None:
+                s3.upload_file(str(upload.path), bucket, upload.key, ExtraArgs=extra)
+            else:
+                s3.put_object(Bucket=bucket, Key=upload.key, Body=upload.data, **extra)
             report.uploaded += 1
             report.uploaded_bytes += size
         progress(

@@ -137,6 +137,20 @@ def pushed_image(setup_client: Any) -> str:
 
 
 @pytest.fixture
+def trained_job(setup_client: Any) -> str:
+    """A Completed training job in the emulator."""
+    setup_client("sagemaker").create_training_job(
+        TrainingJobName="job-1",
+        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE,
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/oic/output"},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    return "job-1"
+
+
+@pytest.fixture
 def hyperparameters_file(tmp_path: Path) -> Path:
     path = tmp_path / "hyperparameters.json"
     path.write_text(json.dumps(HYPERPARAMETERS))

@@ -5,27 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import requests
 
 from cloud.cli import main
 from tests.cloud.conftest import BUCKET, IMAGE, REGION, ROLE
 
 MODEL_DATA = f"s3://{BUCKET}/oic/output/job-1/output/model.tar.gz"
-
-
-@pytest.fixture
-def trained_job(setup_client) -> str:
-    """A Completed training job in the emulator."""
-    setup_client("sagemaker").create_training_job(
-        TrainingJobName="job-1",
-        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-        RoleArn=ROLE,
-        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/oic/output"},
-        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
-        StoppingCondition={"MaxRuntimeInSeconds": 3600},
-    )
-    return "job-1"
 
 
 def deploy_args(*extra: str) -> list[str]:
