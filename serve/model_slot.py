@@ -5,6 +5,10 @@ large model loads (SageMaker's ping timeout is 2 s), instead of not answering at
 broken model directory must not stop the server: it keeps answering 503 and the log says exactly
 what is wrong. While no model is loaded, requests trigger a new attempt at most every
 ``retry_interval_s``, so a server started before training finished picks the model up.
+
+A request that reaches a worker while its model is loading waits for the load (up to
+``load_wait_s``) rather than failing: behind nginx, ``/ping`` turns healthy as soon as one worker
+has loaded, and SageMaker then sends requests that any worker may receive.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from train.artifacts import MissingModelFiles
 logger = logging.getLogger(__name__)
 
 _LOADING = "the model is loading"
+# How long a request waits for a model that is loading: well inside SageMaker's 60 s
+# invocation timeout, and longer than a ResNet-152 takes to load on a busy 2-core host.
+DEFAULT_LOAD_WAIT_S = 30.0
 
 
 class ModelSlot:
@@ -31,10 +38,12 @@ class ModelSlot:
         loader: Callable[[], Predictor],
         *,
         retry_interval_s: float,
+        load_wait_s: float = DEFAULT_LOAD_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._loader = loader
         self._retry_interval_s = retry_interval_s
+        self._load_wait_s = load_wait_s
         self._clock = clock
         self._lock = threading.Lock()
         self._predictor: Predictor | None = None
@@ -71,7 +80,8 @@ class ModelSlot:
         return self._predictor is not None
 
     def get(self) -> Predictor:
-        """The predictor; when there is none, start a new load if one is due.
+        """The predictor; when there is none, start a new load if one is due, and wait for a
+        load under way (at most ``load_wait_s``).
 
         Raises:
             ModelNotReady: no model yet; the message says why (loading, or which file is missing).
@@ -82,6 +92,10 @@ class ModelSlot:
         last = self._last_attempt
         if last is None or self._clock() - last >= self._retry_interval_s:
             self.start_loading()
+        self.wait(self._load_wait_s)
+        predictor = self._predictor
+        if predictor is not None:
+            return predictor
         raise ModelNotReady(f"model not loaded: {self._error}")
 
     def _load(self) -> None:

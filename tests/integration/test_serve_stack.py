@@ -92,12 +92,18 @@ def test_nginx_fronts_gunicorn(server) -> None:
 
 def test_concurrent_mixed_requests_good_ones_answered_correctly_no_worker_dies(server) -> None:
     good = {f"good{i}": jpeg(i % 3, i) for i in range(8)}
-    expected = {
+    answers = {
         name: requests.post(
-            f"{server.url}/invocations", data=body, headers={"Content-Type": ct.JPEG}, timeout=30
-        ).json()
+            f"{server.url}/invocations", data=body, headers={"Content-Type": ct.JPEG}, timeout=60
+        )
         for name, body in good.items()
     }
+    # Every worker answers, including one still loading its model when the first request
+    # reaches it (it waits for the load: /ping was made healthy by another worker).
+    assert all(r.status_code == 200 for r in answers.values()), {
+        n: r.text for n, r in answers.items() if r.status_code != 200
+    }
+    expected = {name: response.json() for name, response in answers.items()}
     bad = {
         "empty": (b"", ct.JPEG, 400),
         "not_an_image": (b"<html>nope</html>" * 50, ct.JPEG, 400),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from serve.errors import ModelNotReady
@@ -45,11 +48,37 @@ def test_loading_is_retried_after_the_interval() -> None:
         slot.get()  # too early for a retry
     assert attempts == [0.0]
     clock.now = 11
-    with pytest.raises(ModelNotReady, match="loading"):
-        slot.get()  # starts the retry in the background
-    assert slot.wait(5)
-    assert slot.get() == "predictor"
+    assert slot.get() == "predictor"  # starts the retry and waits for it
     assert attempts == [0.0, 11]
+
+
+def test_a_request_during_the_load_waits_for_the_model() -> None:
+    """Another worker may have made /ping healthy already: a request that reaches this worker
+    while its model loads is answered once the load ends, not refused."""
+    release = threading.Event()
+
+    def slow_loader():
+        release.wait(10)
+        return "predictor"
+
+    slot = ModelSlot(slow_loader, retry_interval_s=60)
+    slot.start_loading()
+    threading.Timer(0.3, release.set).start()
+    start = time.monotonic()
+    assert slot.get() == "predictor"
+    assert 0.2 < time.monotonic() - start < 5
+
+
+def test_a_load_that_outlasts_the_wait_gives_503_loading() -> None:
+    release = threading.Event()
+    slot = ModelSlot(lambda: release.wait(10) and "predictor", retry_interval_s=60, load_wait_s=0.2)
+    slot.start_loading()
+    try:
+        with pytest.raises(ModelNotReady, match="loading"):
+            slot.get()
+    finally:
+        release.set()
+    assert slot.wait(5)
 
 
 def test_holding_slot_is_loaded() -> None:
