@@ -8,6 +8,7 @@ product are checked the same way in ``test_train_job.py`` (the jobs that train t
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import tarfile
@@ -19,6 +20,7 @@ import pytest
 
 from tests import builtin_models as bm
 from tests.integration.conftest import REPO
+from tests.integration.test_builtin_interop import served
 from tests.onnx_checks import TOLERANCE, max_difference
 from train.formats import onnx as onnx_format
 
@@ -85,3 +87,17 @@ def test_conversion_command_names_what_is_missing(tmp_path):
     assert "missing: image-classification-symbol.json" in result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("variant", [bm.SMALL, bm.MULTI_LABEL], ids=["small", "multi_label"])
+def test_builtin_model_is_converted_at_load_and_served_by_onnx_runtime(
+    builtin_model, variant, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    model = builtin_model(variant)
+    files = [path for path, _ in model.data.validation]
+    got = served(model.model_dir, tmp_path, files, backend="onnxruntime")
+    diff = float(np.abs(got - model.predict(model.validation_pixels())).max())
+    print(f"\n{variant.name} served by ONNX Runtime vs plain MXNet: max abs diff {diff:.1e}")
+    assert diff <= 1e-3  # the server's JPEG/PNG decoding and resize, as for MXNet
+    assert "No model.onnx next to the model: converting it now" in caplog.text
