@@ -110,15 +110,22 @@ def _graph_proto(symbol: mx.sym.Symbol, params: dict, image_shape: tuple[int, in
 
 def _tidy(graph: onnx.GraphProto) -> None:
     """Weights out of the graph inputs, unused constants out, the output named
-    :data:`OUTPUT`."""
+    :data:`OUTPUT`.
+
+    Raises:
+        ExportError: the graph has several outputs.
+    """
+    weights = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    del graph.input[:]
+    graph.input.extend(inputs)
     used = {name for node in graph.node for name in node.input}
     kept = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
-    weights = {init.name for init in kept}
-    inputs = [value for value in graph.input if value.name not in weights]
-    del graph.input[:]
-    graph.input.extend(inputs)
+    if len(graph.output) != 1:
+        names = ", ".join(o.name for o in graph.output)
+        raise ExportError(f"the graph has {len(graph.output)} outputs ({names}), expected one")
     (output,) = graph.output
     for node in graph.node:
         node.output[:] = [OUTPUT if name == output.name else name for name in node.output]
@@ -130,7 +137,7 @@ def to_onnx(saved: model_dir.SavedModel) -> onnx.ModelProto:
 
     Raises:
         ExportError: the graph uses an operator MXNet's exporter cannot convert, or has
-            inputs besides ``data``.
+            inputs besides ``data`` or several outputs.
     """
     symbol, params = model_dir.inference_graph(saved)
     symbol = symbolic.without_loss_head(symbol)
@@ -159,9 +166,9 @@ def to_onnx(saved: model_dir.SavedModel) -> onnx.ModelProto:
 def made_from(model: onnx.ModelProto, params_file: Path) -> bool:
     """Whether ``model`` was exported from ``params_file`` (same name and sha256)."""
     props = {p.key: p.value for p in model.metadata_props}
-    return props.get(META_SOURCE) == params_file.name and props.get(
-        META_SOURCE_SHA256
-    ) == sha256_of(params_file)
+    if props.get(META_SOURCE) != params_file.name:
+        return False
+    return props.get(META_SOURCE_SHA256) == sha256_of(params_file)
 
 
 def current_onnx(saved: model_dir.SavedModel) -> onnx.ModelProto:
@@ -237,6 +244,9 @@ def _main(argv: list[str] | None = None) -> int:
             model = to_onnx(saved)
         except (artifacts.MissingModelFiles, metadata.BadMetadata, ExportError) as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except mx.base.MXNetError as exc:
+            print(f"error: cannot read the model in {source}: {exc}", file=sys.stderr)
             return 1
         artifacts.atomic_write_bytes(out, model.SerializeToString())
         diff = self_check(model, saved)
