@@ -16,8 +16,8 @@ GPU of compute capability 9.0 or newer                       ONNX Runtime on the
 GPU older than 5.0 (Kepler: K80)                             MXNet on the CPU
 ==========================================================  ===============================
 
-On the CPU both engines were measured at about the same speed (benchmarks/
-bench_serve_backends.py), so ``auto`` keeps MXNet, which needs no conversion at load time.
+On the CPU neither engine was clearly faster (``benchmarks/bench_serve_backends.py``, figures in
+docs/serving.md), so ``auto`` keeps MXNet, which needs no conversion at load time.
 """
 
 from __future__ import annotations
