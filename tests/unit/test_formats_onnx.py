@@ -91,3 +91,21 @@ def test_a_failed_export_is_logged_and_leaves_no_stale_file(tmp_path, caplog):
     loop._export_onnx(tmp_path)  # no model files: the export fails
     assert not stale.exists()
     assert "Could not write model.onnx (the MXNet model files are complete" in caplog.text
+
+
+def test_a_model_that_expects_normalised_pixels_gets_the_normalisation_in_onnx(product_model):
+    """An earlier release's model (hyperparameters.json, no model-metadata.json) expects
+    ImageNet-normalised pixels: model.onnx takes raw ones, as the server does. Expected: plain
+    MXNet on pixels normalised here with the ImageNet statistics MXNet publishes (the
+    ``mean_r/g/b``, ``std_r/g/b`` of its ImageNet examples)."""
+    (product_model / artifacts.METADATA_FILE).unlink()
+    assert model_dir.open_model(product_model).convention.pixels == "normalized"
+    path = onnx_format.write(product_model)
+    raw = np.random.default_rng(0).uniform(0, 255, (8, 3, 32, 32)).astype(np.float32)
+    mean = np.array([123.68, 116.779, 103.939], np.float32)[:, None, None]
+    std = np.array([58.393, 57.12, 57.375], np.float32)[:, None, None]
+    prefix = product_model / artifacts.MODEL_PREFIX
+    expected = bm.plain_mxnet_predict(prefix, 1, (raw - mean) / std)
+    got = onnxruntime.InferenceSession(str(path)).run(None, {"data": raw})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(got - bm.plain_mxnet_predict(prefix, 1, raw)).max() > 1e-2  # not vacuous
