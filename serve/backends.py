@@ -49,26 +49,23 @@ class Choice:
 
 def choose(setting: str, gpu: devices.Gpu | None) -> Choice:
     """Apply ``SERVE_BACKEND`` (``setting``) to the worker's GPU (None: there is none)."""
-    if gpu is None:
+    if gpu is None:  # MXNet still uses a GPU the driver could not describe (devices.py)
         backend = MXNET if setting == "auto" else setting
-        return Choice(backend, None, "no GPU")
+        return Choice(backend, None, "no GPU described by the driver")
     if setting == MXNET or (setting == "auto" and gpu.supported):
-        reason = "MXNet 1.9.1 runs it" if gpu.supported else "MXNet 1.9.1 cannot run it"
+        reason = "MXNet 1.9.1 runs it" if gpu.supported else "MXNet 1.9.1 cannot: the CPU serves"
         return Choice(MXNET, gpu if gpu.supported else None, f"{gpu}: {reason}")
     if gpu.capability >= ONNXRUNTIME_MIN_CAPABILITY:
-        return Choice(ONNXRUNTIME, gpu, f"{gpu}: served by ONNX Runtime's CUDA provider")
+        return Choice(ONNXRUNTIME, gpu, f"{gpu}: ONNX Runtime's CUDA provider")
     backend = MXNET if setting == "auto" else ONNXRUNTIME
-    return Choice(backend, None, f"{gpu}: too old for MXNet 1.9.1 and ONNX Runtime")
+    return Choice(backend, None, f"{gpu}: too old for both engines, the CPU serves")
 
 
 def load_predictor(settings: Settings) -> Predictor:
     """The model of ``settings.model_dir`` on the engine and device :func:`choose` picks."""
     gpu = devices.serving_gpu(int(os.environ.get(WORKER_INDEX_ENV, "0")))
     choice = choose(settings.backend, gpu)
-    where = "the CPU" if choice.gpu is None else f"GPU {choice.gpu.index}"
-    logger.info(
-        "SERVE_BACKEND=%s: %s on %s (%s)", settings.backend, choice.backend, where, choice.reason
-    )
+    logger.info("SERVE_BACKEND=%s: %s (%s)", settings.backend, choice.backend, choice.reason)
     batching = {
         "max_batch": settings.max_batch_size,
         "max_wait_s": settings.batch_wait_ms / 1000,

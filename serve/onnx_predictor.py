@@ -107,11 +107,16 @@ class OnnxRuntimePredictor:
 
         saved = saved_models.open_model(model_dir)
         model = onnx_format.current_onnx(saved)
+        providers = providers_for(gpu, onnxruntime.get_available_providers())
         session = onnxruntime.InferenceSession(
-            model.SerializeToString(),
-            session_options(),
-            providers=providers_for(gpu, onnxruntime.get_available_providers()),
+            model.SerializeToString(), session_options(), providers=providers
         )
+        if providers[0] != CPU_PROVIDER and CUDA_PROVIDER not in session.get_providers():
+            logger.warning(
+                "ONNX Runtime's CUDA provider did not start on %s (its messages above say why): "
+                "serving on the CPU",
+                gpu,
+            )
         warm_up = session.run(
             None, {onnx_format.INPUT: np.zeros((1, *saved.files.image_shape), np.float32)}
         )

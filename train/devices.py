@@ -159,7 +159,8 @@ def cpu_context_count(environ: Mapping[str, str]) -> int:
 
 def serving_gpu(worker_index: int) -> Gpu | None:
     """The GPU a server worker would use (``worker_index`` modulo the number of GPUs), None
-    when there is none or the driver cannot say what it is."""
+    when there is none or the driver cannot say what it is (:func:`inference_context` then
+    lets MXNet use it)."""
     import mxnet as mx
 
     count = mx.context.num_gpus()

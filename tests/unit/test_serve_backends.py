@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from serve import backends
-from serve.onnx_predictor import OnnxRuntimePredictor
+from serve.onnx_predictor import OnnxRuntimePredictor, providers_for
 from serve.predictor import MXNetPredictor
 from serve.settings import Settings, SettingsError
 from tests.serve_fixtures import make_model_dir
@@ -83,7 +83,35 @@ def test_the_chosen_predictor_loads_and_answers(
         predictor.close()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     engine = "mxnet" if expected is MXNetPredictor else "onnxruntime"
-    where = "the CPU" if gpu is None else "GPU 0"
-    assert f"SERVE_BACKEND={setting}: {engine} on {where}" in caplog.text
+    assert f"SERVE_BACKEND={setting}: {engine} (" in caplog.text
     if gpu is not None:  # this ONNX Runtime (the CPU package) has no CUDA provider
         assert "has no CUDA provider" in caplog.text and "serving on the CPU" in caplog.text
+
+
+def test_onnx_runtime_uses_the_cuda_provider_on_the_workers_gpu():
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    gpu = devices.Gpu(1, "NVIDIA H100 80GB HBM3", (9, 0))
+    assert providers_for(gpu, available) == [
+        ("CUDAExecutionProvider", {"device_id": 1}),
+        "CPUExecutionProvider",
+    ]
+    assert providers_for(None, available) == ["CPUExecutionProvider"]
+
+
+def test_a_cuda_provider_that_does_not_start_is_reported(monkeypatch, tmp_path, caplog):
+    """An onnxruntime that lists the CUDA provider but cannot start it (no CUDA libraries, a
+    driver too old): the session runs on the CPU and the log says so."""
+    import onnxruntime
+
+    make_model_dir(tmp_path / "model")
+    _fake_gpu(monkeypatch, H100)
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
+    env = {"SAGEMAKER_BASE_DIR": str(tmp_path), "SERVE_BACKEND": "auto"}
+    predictor = backends.load_predictor(Settings.from_env(env))
+    try:
+        probabilities = predictor.predict(np.zeros((1, 3, 32, 32), np.float32))
+    finally:
+        predictor.close()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert "CUDA provider did not start on GPU 0 (NVIDIA H100 80GB HBM3" in caplog.text
