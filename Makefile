@@ -37,7 +37,7 @@ deps: venv  ## host packages the tests need (nginx, Docker engine, debootstrap, 
 lock:  ## re-resolve requirements/*.in into requirements/lock.txt (needs the network)
 	rm -rf /tmp/oic-lock && $(PYTHON) -m venv /tmp/oic-lock
 	/tmp/oic-lock/bin/pip install --quiet -r requirements/dev.in
-	{ head -2 $(LOCK); /tmp/oic-lock/bin/pip freeze --exclude-editable; grep -E '^(mxnet-cu|nvidia-)' $(LOCK); } > $(LOCK).new
+	{ head -2 $(LOCK); /tmp/oic-lock/bin/pip freeze --exclude-editable; grep -E '^(mxnet-cu|nvidia-.*-cu1[12]==|onnxruntime-gpu==)' $(LOCK); } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 
 lint: venv  ## ruff lint + format check

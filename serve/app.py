@@ -16,12 +16,12 @@ import numpy as np
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from serve import negotiation, proxy
+from serve import backends, negotiation, proxy
 from serve.codecs import DECODERS, ENCODERS
 from serve.errors import BadRequest, Overloaded, PayloadTooLarge, ServeError, Unhealthy
 from serve.health import Progress, ReadinessWatch
 from serve.model_slot import ModelSlot
-from serve.predictor import MXNetPredictor, Predictor, preprocess
+from serve.predictor import Predictor, preprocess
 from serve.settings import Settings
 from train.images import ImageTooLarge
 
@@ -74,13 +74,9 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
 
 
 def _load_model(settings: Settings) -> Predictor:
-    """Load the model of ``settings.model_dir``; tell nginx it is loaded."""
-    predictor = MXNetPredictor.load(
-        settings.model_dir,
-        max_batch=settings.max_batch_size,
-        max_wait_s=settings.batch_wait_ms / 1000,
-        timeout=settings.timeout,
-    )
+    """Load the model of ``settings.model_dir`` (on the ``SERVE_BACKEND`` engine); tell nginx
+    it is loaded."""
+    predictor = backends.load_predictor(settings)
     proxy.mark_ready(settings.state_dir)
     return predictor
 

@@ -5,7 +5,8 @@ eval_transform``, the transform training-time validation uses): raw pixels, with
 the model's input convention (``train.formats``). :class:`MXNetPredictor` loads the model through
 ``train.formats.model_dir`` (this product's models and the built-in's, all made to take raw
 pixels), on a GPU when one is visible, and runs every forward pass through one
-:class:`~serve.batching.MicroBatcher`.
+:class:`~serve.batching.MicroBatcher`; ``serve.onnx_predictor`` is the same for ONNX Runtime,
+and ``serve.backends`` chooses between them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,33 @@ class Predictor(Protocol):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """``NxCxHxW`` float32 (from :func:`preprocess`) to ``N x num_classes`` probabilities."""
         ...
+
+    def close(self) -> None:
+        """Release the model (stop its batching thread)."""
+        ...
+
+
+def model_info(saved: Any, num_outputs: int) -> ModelInfo:
+    """The :class:`ModelInfo` of a ``train.formats.model_dir.SavedModel`` whose graph has
+    ``num_outputs`` outputs per image (whichever backend runs it)."""
+    from train.formats import model_dir as saved_models
+
+    return ModelInfo(
+        image_shape=saved.files.image_shape,
+        resize=saved.convention.crop_resize,
+        labels=model_labels(saved.files.classes, num_outputs),
+        multi_label=saved_models.outputs_independent_scores(saved),
+    )
+
+
+def describe(saved: Any, info: ModelInfo) -> str:
+    """One log line's worth about a loaded model: input, geometry, pixels, classes."""
+    convention = saved.convention
+    return (
+        f"input {'x'.join(map(str, info.image_shape))}, {convention.geometry} (resize "
+        f"{convention.resize}), model expects {convention.pixels} pixels, {len(info.labels)} "
+        f"classes{' (multi-label)' if info.multi_label else ''}"
+    )
 
 
 def resized_pixels(height: int, width: int, info: ModelInfo) -> int:
@@ -148,28 +176,12 @@ class MXNetPredictor:
         from train.formats import model_dir as saved_models
 
         saved = saved_models.open_model(model_dir)
-        files, convention = saved.files, saved.convention
         ctx = inference_context()
         block = saved_models.load_for_inference(saved, ctx)
-        warm_up = block(mx.nd.zeros((1, *files.image_shape), ctx=ctx)).asnumpy()
-        info = ModelInfo(
-            image_shape=files.image_shape,
-            resize=convention.crop_resize,
-            labels=model_labels(files.classes, warm_up.shape[-1]),
-            multi_label=saved_models.outputs_independent_scores(saved),
-        )
-        logger.info(
-            "Loaded model %s on %s: input %s, %s (resize %s), model expects %s pixels, "
-            "%d classes%s",
-            files.params.name,
-            ctx,
-            "x".join(map(str, files.image_shape)),
-            convention.geometry,
-            convention.resize,
-            convention.pixels,
-            len(info.labels),
-            " (multi-label)" if info.multi_label else "",
-        )
+        warm_up = block(mx.nd.zeros((1, *saved.files.image_shape), ctx=ctx)).asnumpy()
+        info = model_info(saved, warm_up.shape[-1])
+        name = saved.files.params.name
+        logger.info("Loaded model %s with MXNet on %s: %s", name, ctx, describe(saved, info))
         return cls(
             block,
             info,

@@ -22,6 +22,7 @@ MIB = 1024 * 1024
 # Set by the supervisor for its children (not by users).
 STATE_DIR_ENV = "SERVE_STATE_DIR"
 BATCH_STRATEGIES = ("MULTI_RECORD", "SINGLE_RECORD")
+BACKENDS = ("auto", "mxnet", "onnxruntime")
 
 
 class SettingsError(ValueError):
@@ -63,6 +64,13 @@ def _batch_strategy(text: str) -> str:
     value = value.replace("SINGLERECORD", "SINGLE_RECORD")
     if value not in BATCH_STRATEGIES:
         raise ValueError(f"expected one of {', '.join(BATCH_STRATEGIES)}")
+    return value
+
+
+def _backend(text: str) -> str:
+    value = text.strip().lower()
+    if value not in BACKENDS:
+        raise ValueError(f"expected one of {', '.join(BACKENDS)}")
     return value
 
 
@@ -167,6 +175,14 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         "response type when a request has no Accept header (or */*)",
     ),
     EnvVar(
+        "backend",
+        ("SERVE_BACKEND",),
+        "auto",
+        _backend,
+        "what runs the model: mxnet, onnxruntime (the model's model.onnx, converted at load "
+        "when absent or stale), or auto: by the GPU (docs/serving.md, 'Backends')",
+    ),
+    EnvVar(
         "max_batch_size",
         ("SERVE_MAX_BATCH_SIZE",),
         16,
@@ -237,6 +253,7 @@ class Settings:
     batch_strategy: str
     max_concurrent_transforms: int | None
     default_accept: str
+    backend: str
     max_batch_size: int
     batch_wait_ms: float
     max_image_pixels: int

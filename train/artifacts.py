@@ -3,8 +3,9 @@
 The layout is the built-in algorithm's, so its tooling (and its models) keep working:
 ``image-classification-symbol.json``, ``image-classification-NNNN.params`` (4-digit epoch) and
 ``model-shapes.json``. This product adds ``classes.json`` (class names, label mode), the
-resolved ``hyperparameters.json`` and ``model-metadata.json`` (the input convention: see
-``train.formats.metadata``).
+resolved ``hyperparameters.json``, ``model-metadata.json`` (the input convention: see
+``train.formats.metadata``) and ``model.onnx`` (the final model for ONNX Runtime: see
+``train.formats.onnx``).
 Every file is written atomically and durably (synced before and after its rename): neither a
 crash nor a power loss leaves a half-written or empty file under a final name.
 """
@@ -26,6 +27,7 @@ SHAPES_FILE = "model-shapes.json"
 CLASSES_FILE = "classes.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 METADATA_FILE = "model-metadata.json"  # input convention (train.formats.metadata)
+ONNX_FILE = "model.onnx"  # the same model for ONNX Runtime (train.formats.onnx)
 TMP_SUFFIX = ".tmp"
 PARAMS_PATTERN = re.compile(rf"^{re.escape(MODEL_PREFIX)}-(\d{{4}})\.params$")
 

@@ -157,26 +157,40 @@ def cpu_context_count(environ: Mapping[str, str]) -> int:
     return int(raw)
 
 
+def serving_gpu(worker_index: int) -> Gpu | None:
+    """The GPU a server worker would use (``worker_index`` modulo the number of GPUs), None
+    when there is none or the driver cannot say what it is (:func:`inference_context` then
+    lets MXNet use it)."""
+    import mxnet as mx
+
+    count = mx.context.num_gpus()
+    if count == 0:
+        return None
+    index = worker_index % count
+    return next((g for g in query_gpus(count) if g.index == index), None)
+
+
 def inference_context(worker_index: int):
-    """The device a server worker runs its model on: GPU ``worker_index`` (modulo the number
-    of GPUs) when MXNet can run it, else the CPU, with a warning that names the GPU.
+    """The device a server worker runs its MXNet model on: GPU ``worker_index`` (modulo the
+    number of GPUs) when MXNet can run it, else the CPU, with a warning that names the GPU.
 
     A GPU MXNet 1.9.1 cannot run (Kepler, Hopper or newer) would fail at warm-up with "no
-    kernel image is available"; serving on the CPU is slower but works.
+    kernel image is available"; serving on the CPU is slower but works. (``SERVE_BACKEND=auto``
+    serves Hopper and newer with ONNX Runtime instead: ``serve.backends``.)
     """
     import mxnet as mx
 
     count = mx.context.num_gpus()
     if count == 0:
         return mx.cpu()
-    index = worker_index % count
-    gpu = next((g for g in query_gpus(count) if g.index == index), None)
+    gpu = serving_gpu(worker_index)
     if gpu is not None and not gpu.supported:
         logger.warning(
             "%s cannot run MXNet 1.9.1, which runs only on %s: serving on the CPU instead "
-            "(slower). ONNX Runtime will serve on this GPU once this server supports it.",
+            "(slower). SERVE_BACKEND=auto or onnxruntime serves Hopper and newer GPUs with ONNX "
+            "Runtime.",
             gpu,
             SUPPORTED_GPUS,
         )
         return mx.cpu()
-    return mx.gpu(index)
+    return mx.gpu(worker_index % count)

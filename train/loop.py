@@ -342,6 +342,28 @@ def _save_epoch_outputs(run: Run, state: checkpoint.LoopState, improved: bool) -
     reports.write_metrics_csv(run.paths.output_data_dir / reports.METRICS_CSV, state.history)
 
 
+def _export_onnx(model_dir: Path) -> None:
+    """Write ``model.onnx`` for the final model. The MXNet files are the model: a failure
+    here is logged and the job still succeeds (even when ``onnx`` itself cannot be imported,
+    hence the import in here)."""
+    (model_dir / artifacts.ONNX_FILE).unlink(missing_ok=True)  # never a stale one
+    try:
+        from train.formats import onnx as onnx_format
+
+        path = onnx_format.write(model_dir)
+    except Exception as exc:  # whatever breaks, the MXNet model stays
+        logger.warning(
+            "Could not write %s (the MXNet model files are complete; convert later with "
+            "python -m train.formats.onnx): %s: %s",
+            artifacts.ONNX_FILE,
+            type(exc).__name__,
+            exc,
+            exc_info=True,
+        )
+        return
+    logger.info('Saved the final model for ONNX Runtime to "%s"', path)
+
+
 def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     """Make sure the model dir holds the right model, then write the reports."""
     cfg, model_dir = run.cfg, run.paths.model_dir
@@ -351,6 +373,7 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
             _export(run, state.best_epoch, keep_others=False)  # resumed on a fresh host
     elif state.epoch not in artifacts.params_epochs(model_dir):
         _export(run, state.epoch, keep_others=True)
+    _export_onnx(model_dir)
     out = run.paths.output_data_dir
     result = _evaluate(run, val_iter)
     reports.write_metrics_csv(out / reports.METRICS_CSV, state.history)

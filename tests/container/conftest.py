@@ -159,7 +159,8 @@ def cpu_image(base_image) -> str:
 
 @pytest.fixture(scope="session")
 def gpu_image(base_image) -> str:
-    """The GPU flavour (``mxnet-cu112`` + CUDA 11 wheels), without baked weights."""
+    """The GPU flavour (``mxnet-cu112`` + CUDA 11 wheels, ``onnxruntime-gpu`` + CUDA 12 wheels),
+    without baked weights."""
     return _build(GPU_TAG, base_image)
 
 

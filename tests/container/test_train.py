@@ -12,8 +12,9 @@ PARAMS = re.compile(r"^image-classification-\d{4}\.params$")
 
 
 def assert_model_dir(model_dir) -> None:
-    """The built-in algorithm's model files, plus classes.json."""
+    """The built-in algorithm's model files, plus classes.json and model.onnx."""
     names = {p.name for p in model_dir.iterdir()}
+    assert "model.onnx" in names, names
     assert "image-classification-symbol.json" in names, names
     assert "model-shapes.json" in names, names
     assert "classes.json" in names, names

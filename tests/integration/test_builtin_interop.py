@@ -27,11 +27,14 @@ pytestmark = pytest.mark.integration
 FIRST_EPOCH = re.compile(r"Epoch\[0\] Validation-accuracy=([0-9.]+)")
 
 
-def served(model_dir: Path, tmp_path: Path, files: list[Path]) -> np.ndarray:
+def served(
+    model_dir: Path, tmp_path: Path, files: list[Path], backend: str = "mxnet"
+) -> np.ndarray:
     """Each file POSTed to the product's endpoint (Flask test client) as a user would."""
     (tmp_path / "serve").mkdir()
     (tmp_path / "serve" / "model").symlink_to(model_dir)
-    app = create_app(Settings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path / "serve")}))
+    env = {"SAGEMAKER_BASE_DIR": str(tmp_path / "serve"), "SERVE_BACKEND": backend}
+    app = create_app(Settings.from_env(env))
     assert app.extensions[EXTENSION].model.wait(120)
     client = app.test_client()
     answers = []

@@ -1,5 +1,7 @@
 """The Flask app with a real tiny model (Flask test client): predictions equal the bare model's
-on the shared preprocessing, in every request format; multi-label scores are independent."""
+on the shared preprocessing, in every request format; multi-label scores are independent. Every
+test runs on both backends (``SERVE_BACKEND``): MXNet, and ONNX Runtime on the model converted at
+load time."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import pytest
 
 from serve import content_types as ct
 from serve.app import EXTENSION, create_app
+from serve.onnx_predictor import OnnxRuntimePredictor
+from serve.predictor import MXNetPredictor
 from serve.settings import Settings
 from tests.datagen import make_image
 from tests.serve_fixtures import make_model_dir
@@ -40,10 +44,24 @@ def bare_probabilities(model_dir: Path, images_rgb: list[np.ndarray]) -> np.ndar
     return block(mx.nd.array(batch)).asnumpy()
 
 
-def app_for(base: Path):
-    app = create_app(Settings.from_env({"SAGEMAKER_BASE_DIR": str(base)}))
-    assert app.extensions[EXTENSION].model.wait(60)
+PREDICTORS = {"mxnet": MXNetPredictor, "onnxruntime": OnnxRuntimePredictor}
+
+
+def settings_for(base: Path, backend: str) -> Settings:
+    return Settings.from_env({"SAGEMAKER_BASE_DIR": str(base), "SERVE_BACKEND": backend})
+
+
+def app_for(base: Path, backend: str):
+    app = create_app(settings_for(base, backend))
+    slot = app.extensions[EXTENSION].model
+    assert slot.wait(60)
+    assert type(slot.get()) is PREDICTORS[backend]
     return app
+
+
+@pytest.fixture(scope="module", params=sorted(PREDICTORS))
+def backend(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +72,8 @@ def model_base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(model_base):
-    return app_for(model_base).test_client()
+def client(model_base, backend):
+    return app_for(model_base, backend).test_client()
 
 
 @pytest.fixture(scope="module")
@@ -108,33 +126,33 @@ def test_jsonlines_batch_with_names(client, model_base, images) -> None:
         assert sum(c["probability"] for c in record["top_k"]) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_multi_label_model_returns_independent_scores(tmp_path, images) -> None:
+def test_multi_label_model_returns_independent_scores(tmp_path, images, backend) -> None:
     make_model_dir(tmp_path / "model", num_classes=4, multi_label=True)
-    client = app_for(tmp_path).test_client()
+    client = app_for(tmp_path, backend).test_client()
     scores = client.post("/invocations", data=jpeg_of(images[0]), content_type=ct.JPEG).get_json()
     assert len(scores) == 4 and all(0.0 <= s <= 1.0 for s in scores)
     assert sum(scores) != pytest.approx(1.0, abs=1e-3)  # sigmoid per class, not a softmax
 
 
-def test_grayscale_model_is_served(tmp_path, images) -> None:
+def test_grayscale_model_is_served(tmp_path, images, backend) -> None:
     make_model_dir(tmp_path / "model", image_shape=(1, 32, 32))
-    client = app_for(tmp_path).test_client()
+    client = app_for(tmp_path, backend).test_client()
     response = client.post("/invocations", data=jpeg_of(images[0]), content_type=ct.JPEG)
     assert response.status_code == 200 and len(response.get_json()) == 3
 
 
-def test_classes_json_that_disagrees_with_the_model_is_a_broken_model(tmp_path) -> None:
+def test_classes_json_that_disagrees_with_the_model_is_a_broken_model(tmp_path, backend) -> None:
     make_model_dir(tmp_path / "model", class_names=["only", "two"], num_classes=3)
-    app = create_app(Settings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}))
+    app = create_app(settings_for(tmp_path, backend))
     assert not app.extensions[EXTENSION].model.wait(60)
     response = app.test_client().get("/ping")
     assert response.status_code == 503
     assert "classes.json lists 2 classes but the model outputs 3" in response.get_json()["error"]
 
 
-def test_corrupt_params_file_is_a_broken_model_not_a_crash(tmp_path) -> None:
+def test_corrupt_params_file_is_a_broken_model_not_a_crash(tmp_path, backend) -> None:
     make_model_dir(tmp_path / "model")
     (tmp_path / "model" / artifacts.params_file(1)).write_bytes(b"garbage")
-    app = create_app(Settings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}))
+    app = create_app(settings_for(tmp_path, backend))
     assert not app.extensions[EXTENSION].model.wait(60)
     assert app.test_client().get("/ping").status_code == 503

@@ -4,7 +4,8 @@ SageMaker users report that the built-in algorithm's endpoint scores lower than 
 on the same validation images (sagemaker-python-sdk issues 698 and 3229). Here a real training
 job runs (``python -m train``), the real server stack serves its model, every validation image
 goes through HTTP as the raw file a user would send, and the endpoint's accuracy must equal the
-``Validation-accuracy`` the log printed for the epoch whose parameters were saved.
+``Validation-accuracy`` the log printed for the epoch whose parameters were saved: with MXNet, and
+with ONNX Runtime running the job's ``model.onnx``.
 """
 
 from __future__ import annotations
@@ -53,17 +54,31 @@ def logged_accuracy(log: str, saved_epoch: int) -> float:
     return by_epoch[saved_epoch - 1]
 
 
-def test_endpoint_accuracy_equals_the_training_validation_accuracy(tmp_path) -> None:
-    base = make_sagemaker_tree(tmp_path / "opt_ml", hyperparameters=HYPERPARAMETERS)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """One training job for both backends: its SageMaker tree and its log."""
+    base = make_sagemaker_tree(
+        tmp_path_factory.mktemp("parity") / "opt_ml", hyperparameters=HYPERPARAMETERS
+    )
     job = run_training(base)
     log = job.stdout + job.stderr
     assert job.returncode == 0, log[-3000:]
+    return base, log
+
+
+@pytest.mark.parametrize("backend", ["mxnet", "onnxruntime"])
+def test_endpoint_accuracy_equals_the_training_validation_accuracy(trained, tmp_path, backend):
+    base, log = trained
     (saved_epoch,) = artifacts.params_epochs(base / "model")
     expected = logged_accuracy(log, saved_epoch)
 
     items = validation_items(base)
-    with ServerProcess(base, tmp_path / "server.log") as server, requests.Session() as http:
+    env = {"SERVE_BACKEND": backend}
+    with ServerProcess(base, tmp_path / "server.log", env) as server, requests.Session() as http:
         server.wait_listening(timeout=120)
+        assert f"SERVE_BACKEND={backend}: {backend} (" in server.log()
+        if backend == "onnxruntime":  # the job's own file, not a conversion at load time
+            assert f"Using {base / 'model' / artifacts.ONNX_FILE}" in server.log()
         predicted = []
         for path, _ in items:
             response = http.post(

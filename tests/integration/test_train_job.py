@@ -10,12 +10,15 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+import onnx
 import pytest
 
 from tests.datagen import make_class_folders, make_image
 from tests.integration.conftest import run_training, set_hyperparameters
+from tests.onnx_checks import TOLERANCE, max_difference, pixels_of
 from train import artifacts, model, records, reports
 from train.formats import metadata, model_dir
+from train.formats import onnx as onnx_format
 from train.formats.metadata import InputConvention
 from train.lst import Entry
 from train.metric_lines import METRIC_DEFINITIONS
@@ -25,6 +28,20 @@ pytestmark = pytest.mark.integration
 
 def _validation_accuracies(log: str) -> list[float]:
     return [float(v) for v in re.findall(r"Epoch\[\d+\] Validation-accuracy=([0-9.]+)", log)]
+
+
+def assert_onnx_matches_plain_mxnet(base: Path) -> None:
+    """The job's model.onnx answers as plain MXNet does on the job's model files, on real
+    validation images (batches of 1 and 8)."""
+    model = base / "model"
+    files = artifacts.locate_model(model)
+    epoch = artifacts.params_epochs(model)[-1]
+    images = sorted((base / "input" / "data" / "validation").rglob("*.jpg"))[::3]
+    pixels = pixels_of(images, files.image_shape)
+    onnx_file, prefix = model / artifacts.ONNX_FILE, model / artifacts.MODEL_PREFIX
+    diff = max_difference(onnx_file, prefix, epoch, pixels)
+    print(f"\nmodel.onnx of the job vs plain MXNet: max abs diff {diff:.1e}")
+    assert diff <= TOLERANCE
 
 
 def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path):
@@ -44,6 +61,7 @@ def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path):
     block = model_dir.load_for_inference(saved, mx.cpu())
     probabilities = block(mx.nd.zeros((2, 3, 32, 32))).asnumpy()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert_onnx_matches_plain_mxnet(tiny_tree)
     assert (tiny_tree / "output" / "success").exists()
     data_dir = tiny_tree / "output" / "data"
     rows = list(csv.DictReader((data_dir / reports.METRICS_CSV).open()))
@@ -114,6 +132,7 @@ def test_multi_label_with_weighted_loss(tmp_path: Path, tiny_tree: Path):
     assert result.returncode == 0, result.stdout[-3000:]
     assert max(_validation_accuracies(result.stdout)) >= 0.8  # mean per-class accuracy
     assert artifacts.locate_model(tiny_tree / "model").multi_label
+    assert_onnx_matches_plain_mxnet(tiny_tree)
 
 
 def test_checkpoint_frequency_keeps_every_nth_model(tiny_tree: Path):
@@ -121,6 +140,9 @@ def test_checkpoint_frequency_keeps_every_nth_model(tiny_tree: Path):
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:]
     assert artifacts.params_epochs(tiny_tree / "model") == [2, 4]
+    exported = onnx.load(str(tiny_tree / "model" / artifacts.ONNX_FILE))  # the final model's
+    source = {p.key: p.value for p in exported.metadata_props}[onnx_format.META_SOURCE]
+    assert source == artifacts.params_file(4)
 
 
 def test_pretrained_channel_initialises_all_but_the_head(tmp_path: Path, tiny_tree: Path):

@@ -10,4 +10,6 @@ One family, shared by the trainer and the server:
   incremental-training seed, inference.
 - :mod:`~train.formats.mxnet_checkpoint`: an MXNet symbolic checkpoint (``*-symbol.json`` +
   ``*-NNNN.params``) in the ``pretrained`` channel, such as the MXNet model zoo's ResNets.
+- :mod:`~train.formats.onnx`: ``model.onnx``, the same model for ONNX Runtime (export, the
+  conversion command, the server's load-time conversion).
 """

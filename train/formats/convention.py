@@ -47,11 +47,14 @@ def first_layer(graph: dict[str, Any]) -> dict[str, Any] | None:
 
 def normalises_raw_pixels(graph: dict[str, Any]) -> bool:
     """Whether the graph starts with a ``fix_gamma`` BatchNorm on ``data`` (the built-in's
-    ``bn_data``, MXNet's symbolic ResNets): it learned the statistics of raw 0-255 pixels.
-    ``fix_gamma`` defaults to true in MXNet's BatchNorm, so an absent attribute counts."""
+    ``bn_data``, MXNet's symbolic ResNets): it learned the statistics of raw 0-255 pixels."""
     node = first_layer(graph)
-    if node is None or node["op"] != "BatchNorm":
-        return False
+    return node is not None and node["op"] == "BatchNorm" and fixes_gamma(node)
+
+
+def fixes_gamma(node: dict[str, Any]) -> bool:
+    """Whether a BatchNorm node has ``fix_gamma`` (MXNet then uses gamma = 1 whatever is
+    stored); true when the attribute is absent, MXNet's default."""
     return str(_attrs(node).get("fix_gamma", "True")).lower() in _TRUE
 
 

@@ -57,15 +57,21 @@ def open_model(model_dir: Path) -> SavedModel:
     return SavedModel(files, found, record.network_variant if record else None)
 
 
-def load_for_inference(saved: SavedModel, ctx: mx.Context) -> symbolic.GraphModel:
-    """The model as a callable on raw 0-255 pixels that outputs what its graph outputs
-    (probabilities). A model that expects normalised pixels gets the normalisation prepended:
-    this is the only place that adapts a model to the server's raw input."""
+def inference_graph(saved: SavedModel) -> tuple[mx.sym.Symbol, dict[str, mx.nd.NDArray]]:
+    """The model's graph on raw 0-255 pixels and its parameters (unprefixed names). A model
+    that expects normalised pixels gets the normalisation prepended: this is the only place
+    that adapts a model to raw input (the server's, and ``model.onnx``'s)."""
     symbol = mx.sym.load(str(saved.files.symbol))
     if saved.convention.pixels == "normalized":
         data = mx.sym.var("data")
         symbol = symbol(data=normalize_pixels(mx.sym, data, saved.convention.channels))
-    return symbolic.GraphModel(symbol, symbolic.load_params(saved.files.params), ctx)
+    return symbol, symbolic.load_params(saved.files.params)
+
+
+def load_for_inference(saved: SavedModel, ctx: mx.Context) -> symbolic.GraphModel:
+    """The model as a callable on raw 0-255 pixels that outputs what its graph outputs
+    (probabilities), see :func:`inference_graph`."""
+    return symbolic.GraphModel(*inference_graph(saved), ctx)
 
 
 def outputs_independent_scores(saved: SavedModel) -> bool:

@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 # Final operators that say the scores are independent per class (multi-label).
 _SIGMOID_OPS = frozenset({"sigmoid", "LogisticRegressionOutput"})
+# Training output operators: a label input, and a forward pass that ignores it.
+_LOSS_HEADS = frozenset(
+    {"SoftmaxOutput", "LogisticRegressionOutput", "LinearRegressionOutput", "MAERegressionOutput"}
+)
 
 
 def load_params(path: Path) -> dict[str, mx.nd.NDArray]:
@@ -83,6 +87,26 @@ def outputs_independent_scores(symbol: mx.sym.Symbol) -> bool:
     return last["op"] in _SIGMOID_OPS or (
         last["op"] == "Activation" and attrs.get("act_type") == "sigmoid"
     )
+
+
+def without_loss_head(symbol: mx.sym.Symbol) -> mx.sym.Symbol:
+    """The graph with a training output operator (``SoftmaxOutput``,
+    ``LogisticRegressionOutput``, the regression outputs) replaced by what it computes in a
+    forward pass, so it has no label input: softmax, sigmoid, or the scores unchanged. Other
+    graphs are returned as they are."""
+    last = nodes(symbol)[-1]
+    op = last["op"]
+    if op not in _LOSS_HEADS:
+        return symbol
+    scores = symbol.get_children()[0]
+    if op == "SoftmaxOutput":
+        multi_output = str((last.get("attrs") or {}).get("multi_output", "False")).lower()
+        if multi_output in ("true", "1"):
+            return mx.sym.softmax(scores, axis=1, name=last["name"])
+        return mx.sym.softmax(mx.sym.flatten(scores), axis=-1, name=last["name"])
+    if op == "LogisticRegressionOutput":
+        return mx.sym.sigmoid(scores, name=last["name"])
+    return scores
 
 
 class GraphModel:
