@@ -16,7 +16,7 @@ from mxnet import gluon
 
 from train import artifacts, checkpoint, devices, engine, model, pretrained, records, reports
 from train.config import TrainConfig
-from train.data import DataSpec, prepare_data, record_iter
+from train.data import DataSpec, prepare_data, record_iter, stream_iter
 from train.distributed import Cluster, parameter_server
 from train.errors import ClientError
 from train.metric_lines import epoch_lines
@@ -197,7 +197,8 @@ def _setup(paths: Paths, cfg: TrainConfig, topology: Topology) -> Run:
 
 def _iterators(run: Run):
     threads = run.cfg.preprocess_threads or os.cpu_count() or 1
-    train_iter = record_iter(
+    make_train_iter = record_iter if run.spec.train_stream is None else stream_iter
+    train_iter = make_train_iter(
         run.spec.train,
         run.spec,
         run.cfg,

@@ -1,0 +1,214 @@
+"""Training batches from a Pipe-mode channel: a shuffle buffer, bounded shards, ImageRecordIter.
+
+``reset()`` starts the next pass: a producer thread reads the next FIFO
+(:func:`stream.packed_records`), shuffles within ``pipe_shuffle_buffer`` records and writes
+shards of about that many records (a whole number of batches) to local scratch; iterating
+yields the batches of each shard from ``open_shard`` (File mode's ``ImageRecordIter``, with a
+fresh augmentation seed per shard) and deletes the shard once read. The queue between the two
+holds one shard, so at most three exist at once and a slow consumer slows the reading of the
+FIFO instead of filling the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from train import records
+from train.errors import ClientError
+from train.inputs.channels import FULLY_REPLICATED
+from train.inputs.stream import PassCount, StreamSource, packed_records
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+def shuffled(items: Iterable, size: int, rng: random.Random) -> Iterator:
+    """``items`` in a random order that only looks ``size`` items ahead (bounded memory)."""
+    buffer: list = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        k = rng.randrange(size)
+        yield buffer[k]
+        buffer[k] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class _ShardWriter:
+    """Writes records into numbered ``.rec`` + ``.idx`` files of ``size`` records."""
+
+    def __init__(self, prefix: Path, size: int):
+        self.prefix, self.size, self.number = prefix, size, 0
+        self.writer, self.count = None, 0
+
+    def add(self, record: bytes) -> records.PackedSet | None:
+        from mxnet import recordio as mx_recordio
+
+        if self.writer is None:
+            self.rec = self.prefix.with_name(f"{self.prefix.name}-{self.number}.rec")
+            self.idx = self.rec.with_suffix(".idx")
+            self.writer = mx_recordio.MXIndexedRecordIO(str(self.idx), str(self.rec), "w")
+        self.writer.write_idx(self.count, record)
+        self.count += 1
+        return self.close() if self.count == self.size else None
+
+    def close(self) -> records.PackedSet | None:
+        if self.writer is None:
+            return None
+        self.writer.close()
+        done = records.PackedSet(self.rec, self.idx, self.count)
+        self.writer, self.count, self.number = None, 0, self.number + 1
+        return done
+
+
+def discard(packed: records.PackedSet | None) -> None:
+    """Delete a shard that has been read."""
+    if packed is not None:
+        packed.rec.unlink(missing_ok=True)
+        packed.idx.unlink(missing_ok=True)
+
+
+class PipeBatches:
+    """The training iterator of a Pipe-mode channel: one FIFO per ``reset()`` (epoch)."""
+
+    def __init__(
+        self,
+        source: StreamSource,
+        open_shard: Callable[[records.PackedSet, int], Iterable],
+        *,
+        batch_size: int,
+        shuffle_buffer: int,
+        expected: int,
+        seed: int,
+        workers: int,
+        part: tuple[int, int] = (0, 1),
+    ):
+        self.source, self.open_shard, self.part, self.workers = source, open_shard, part, workers
+        self.expected, self.shuffle_buffer = expected, shuffle_buffer
+        self.shard_size = max(1, -(-shuffle_buffer // batch_size)) * batch_size
+        # several workers step in lockstep: the same number of batches each (see stream.py)
+        self.max_batches = -(-expected // (part[1] * batch_size)) if part[1] > 1 else None
+        self.rng = random.Random(seed)
+        self.next_index = 0
+        self.last_received: int | None = None
+        self._pass: _Pass | None = None
+
+    def reset(self) -> None:
+        """Start reading the next FIFO."""
+        self._pass = _Pass(self, self.next_index)
+        self.next_index += 1
+
+    def __iter__(self) -> Iterator:
+        current = self._pass
+        if current is None:
+            raise RuntimeError("reset() starts a pass")
+        self._pass = None
+        batches, shard = 0, None
+        for shard in current.shards():
+            for batch in self.open_shard(shard, self.rng.randrange(2**31)):
+                yield batch
+                batches += 1
+                if self.max_batches is not None and batches >= self.max_batches:
+                    current.enough.set()
+                    break
+        current.finish()
+        self._check(current)
+        while shard is not None and self.max_batches is not None and batches < self.max_batches:
+            for batch in self.open_shard(shard, self.rng.randrange(2**31)):  # short share
+                yield batch
+                batches += 1
+                if batches >= self.max_batches:
+                    break
+        discard(shard)
+
+    def _check(self, current: _Pass) -> None:
+        name, count = self.source.name(current.index), current.count
+        if count.kept == 0:
+            raise ClientError(
+                f"this host received none of the {count.received} training images of {name}: "
+                f"with ShardedByS3Key each host gets whole S3 objects, so give at least as many "
+                f"files as hosts, or use FullyReplicated"
+            )
+        replicated = self.source.channel.distribution == FULLY_REPLICATED
+        if replicated and count.received != self.expected and count.received != self.last_received:
+            logger.warning(
+                "num_training_samples=%d but %s carried %d images: %s",
+                self.expected,
+                name,
+                count.received,
+                "each host trains num_training_samples / hosts images per epoch"
+                if self.max_batches is not None
+                else f"the epoch covers the {count.received} that arrived",
+            )
+        if not replicated:
+            logger.info("%s: this host received %d training images", name, count.received)
+        self.last_received = count.received
+
+
+class _Pass:
+    """One pass over one FIFO: the producer thread and the queue of written shards."""
+
+    def __init__(self, owner: PipeBatches, index: int):
+        self.owner, self.index = owner, index
+        self.count = PassCount()
+        self.enough = threading.Event()  # enough batches: read on, only to count
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.ended = False
+        self.thread = threading.Thread(target=self._produce, name=f"pipe-{index}", daemon=True)
+        self.thread.start()
+
+    def _produce(self) -> None:
+        owner = self.owner
+        prefix = owner.source.scratch / owner.source.name(self.index)
+        writer = _ShardWriter(prefix, owner.shard_size)
+        try:
+            owner.source.scratch.mkdir(parents=True, exist_ok=True)
+            stream = packed_records(
+                owner.source, self.index, self.count, workers=owner.workers, part=owner.part
+            )
+            rng = random.Random(owner.rng.randrange(2**31))
+            for record in shuffled(stream, owner.shuffle_buffer, rng):
+                if not self.enough.is_set() and (shard := writer.add(record)) is not None:
+                    self.queue.put(shard)
+            if not self.enough.is_set() and (shard := writer.close()) is not None:
+                self.queue.put(shard)
+            self.queue.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            discard(writer.close())
+            self.queue.put(exc)
+
+    def shards(self) -> Iterator[records.PackedSet]:
+        """Written shards, each deleted once the next is asked for."""
+        previous = None
+        while (item := self._next()) is not _END:
+            discard(previous)
+            previous = None
+            if self.enough.is_set():
+                discard(item)
+                continue
+            previous = item
+            yield item
+
+    def _next(self):
+        if self.ended:
+            return _END
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        self.ended = item is _END
+        return item
+
+    def finish(self) -> None:
+        """Let the producer read the rest of the stream (to count it) and wait for it."""
+        self.enough.set()
+        while (item := self._next()) is not _END:
+            discard(item)
+        self.thread.join()
