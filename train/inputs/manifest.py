@@ -218,10 +218,13 @@ def read_manifest(path: Path, root: Path, fmt: LabelFormat) -> list[Entry]:
             doc = None
         if not isinstance(doc, dict):
             raise ClientError(f"{where}: not a JSON object (one manifest line per image)")
-        attributes = attributes or _attributes(doc, where)
-        image_key, label_key = attributes
-        if image_key not in doc or label_key not in doc:
-            raise ClientError(f"{where}: {image_key!r} or {label_key!r} is missing")
+        image_key, label_key = _attributes(doc, where)
+        if attributes is not None and (image_key, label_key) != attributes:
+            raise ClientError(
+                f"{where}: image attribute {image_key!r} and label attribute {label_key!r} "
+                f"differ from the first line's {attributes[0]!r} and {attributes[1]!r}"
+            )
+        attributes = image_key, label_key
         value = doc[label_key]
         try:
             labels = _file_label(value, fmt)

@@ -178,8 +178,11 @@ class _Pass:
             for record in shuffled(stream, owner.shuffle_buffer, rng):
                 if not self.enough.is_set() and (shard := writer.add(record)) is not None:
                     self.queue.put(shard)
-            if not self.enough.is_set() and (shard := writer.close()) is not None:
-                self.queue.put(shard)
+            last = writer.close()
+            if self.enough.is_set():
+                discard(last)
+            elif last is not None:
+                self.queue.put(last)
             self.queue.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the training thread
             discard(writer.close())
