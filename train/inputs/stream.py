@@ -144,7 +144,7 @@ def packed_records(
         frames = itertools.chain([first], frames)
         if recordio.is_packed_record(first):
             yield from _im2rec_records(frames, name, source, part, count)
-        elif recordio.is_image(first):
+        elif recordio.is_image(first) or source.channel.record_wrapper.lower() == "recordio":
             yield from _manifest_records(frames, name, source, part, workers, count)
         else:
             raise ClientError(
