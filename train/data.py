@@ -19,7 +19,7 @@ from pathlib import Path
 from train import lst, presets, records
 from train.config import TrainConfig
 from train.errors import ClientError
-from train.inputs import manifest, stream
+from train.inputs import manifest, pipe_mode, stream
 from train.inputs.channels import Channel, read_channels
 from train.inputs.shards import PipeBatches
 from train.paths import Paths
@@ -354,57 +354,16 @@ def record_iter(
     return mx.io.ImageRecordIter(**kwargs)
 
 
-def _stream_source(
-    paths: Paths, cfg: TrainConfig, channel: Channel, *, lossless: bool
-) -> stream.StreamSource:
-    _, height, width = cfg.image_shape
-    return stream.StreamSource(
-        channel,
-        paths.data_dir,
-        paths.scratch_dir() / "pipe",
-        manifest.LabelFormat(cfg.multi_label, cfg.num_classes, channel.class_id_labels),
-        records.PackSettings(cfg.effective_resize, lossless, (height, width), cfg.max_image_pixels),
-        cfg.pipe_wait_timeout,
-        cfg.max_bad_image_fraction,
-    )
-
-
-def _check_pipe_settings(cfg: TrainConfig, channels: dict[str, Channel], paths: Paths) -> None:
-    """The built-in's rules for Pipe mode, checked before any FIFO is opened."""
-    problems = []
-    if not channels.get("train", Channel("train")).pipe:
-        problems.append("the 'validation' channel is in Pipe mode but 'train' is not: stream both")
-    if cfg.num_training_samples is None:
-        problems.append(
-            "num_training_samples is required in Pipe mode: the number of training images in "
-            "the stream, which sets the length of an epoch"
-        )
-    if cfg.num_classes is None:
-        problems.append("num_classes is required in Pipe mode")
-    if "validation" not in channels and not paths.channel("validation").exists():
-        problems.append(
-            "Pipe mode needs a 'validation' channel: a validation split cannot be carved "
-            "from a stream"
-        )
-    if cfg.use_weighted_loss:
-        problems.append(
-            "use_weighted_loss=1 needs the class frequencies before training, which a stream "
-            "does not give: use File mode, or use_weighted_loss=0"
-        )
-    if problems:
-        raise ClientError("; ".join(problems))
-
-
 def _prepare_streamed(
     paths: Paths, cfg: TrainConfig, channels: dict[str, Channel], *, workers: int, progress: bool
 ) -> DataSpec:
     """Pipe mode: ``train`` arrives as FIFOs, one per epoch; ``validation`` (streamed or not)
     is read once and stored as File mode stores it, so validation is File mode's."""
-    _check_pipe_settings(cfg, channels, paths)
+    pipe_mode.check_settings(cfg, channels, has_validation_dir=paths.channel("validation").exists())
     num_classes: int = cfg.num_classes  # type: ignore[assignment]
     validation_channel = channels.get("validation", Channel("validation"))
     if validation_channel.pipe:
-        source = _stream_source(paths, cfg, validation_channel, lossless=True)
+        source = pipe_mode.source(paths, cfg, validation_channel, lossless=True)
         packed_val = stream.pack_validation(source, workers=workers)
     else:
         validation = discover(paths, "validation", cfg)
@@ -417,7 +376,7 @@ def _prepare_streamed(
         packed_val = _pack(
             validation, cfg, paths, lossless=True, workers=workers, progress=progress
         )
-    train_source = _stream_source(paths, cfg, channels["train"], lossless=False)
+    train_source = pipe_mode.source(paths, cfg, channels["train"], lossless=False)
     train_dir = paths.channel("train")
     return DataSpec(
         records.PackedSet(train_dir, train_dir, cfg.num_training_samples),  # type: ignore[arg-type]

@@ -12,8 +12,11 @@ files known in advance:
   timeout and read once each;
 - :mod:`~train.inputs.manifest`: augmented manifests (Ground Truth output), streamed as image
   then label records in Pipe mode or read from a ``.manifest`` file in File mode;
-- :mod:`~train.inputs.stream`: a Pipe channel as packed records, fed to the same C++
-  ``ImageRecordIter`` as File mode through a few bounded ``.rec`` shards on local scratch.
+- :mod:`~train.inputs.stream`: a Pipe channel's pass as packed records (split between hosts),
+  and validation read once into a local packed file;
+- :mod:`~train.inputs.shards`: training batches from the stream through a shuffle buffer and a
+  few bounded ``.rec`` shards on local scratch, read by File mode's C++ ``ImageRecordIter``;
+- :mod:`~train.inputs.pipe_mode`: the built-in's rules for Pipe mode and each channel's source.
 
 The one interface they share: every source ends as packed records (MXNet's ``IRHeader`` with
 the labels, then the encoded image), so decoding, augmentation and normalisation are the same
