@@ -3,6 +3,7 @@ the shuffle buffer and the per-worker split of a Pipe-mode stream."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -278,6 +279,16 @@ def test_workers_step_in_lockstep_whatever_their_share(tmp_path: Path, expected,
             iterator.reset()
             assert len(list(iterator)) == batches
         assert not list((tmp_path / "scratch").glob("*.rec"))
+
+
+def test_a_gzip_compressed_stream_is_inflated(tmp_path: Path):
+    """CompressionType Gzip: one gzip member per S3 object, in case SageMaker streams them as
+    they are stored."""
+    data = _im2rec_stream(tmp_path, 6)
+    (tmp_path / "train_0").write_bytes(gzip.compress(data[:100]) + gzip.compress(data[100:]))
+    count = stream.PassCount()
+    found = list(stream.packed_records(_source(tmp_path), 0, count, workers=1))
+    assert [mx.recordio.unpack(r)[0].id for r in found] == list(range(6))
 
 
 def test_a_pass_with_too_many_bad_images_fails(tmp_path: Path):

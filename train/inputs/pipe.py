@@ -7,12 +7,16 @@ non-blocking and ``select`` waits for its first bytes (or its end), within the t
 ``pipe_wait_timeout`` setting). A regular file of that name is read the same way, which makes
 local runs and tests simple.
 
+``CompressionType: Gzip`` data is inflated here if it arrives compressed (whether SageMaker
+inflates it before streaming is not documented, so both are accepted).
+
 The pass number is not the epoch: a job restarted from a checkpoint (a spot interruption) finds
 its FIFOs numbered from 0 again while it resumes at a later epoch.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import select
 import time
@@ -21,6 +25,7 @@ from typing import BinaryIO
 
 from train.errors import ClientError
 
+GZIP_MAGIC = b"\x1f\x8b"
 POLL_SECONDS = 0.05
 READ_BUFFER = 1 << 20
 
@@ -64,3 +69,12 @@ def open_fifo(path: Path, timeout: float) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def inflated(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself, or a reader of its inflated bytes when it starts like gzip data
+    (concatenated gzip members, one per S3 object, are read one after another)."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    return stream

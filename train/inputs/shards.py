@@ -107,27 +107,50 @@ class PipeBatches:
         self.next_index += 1
 
     def __iter__(self) -> Iterator:
-        current = self._pass
+        current, self._pass = self._pass, None
         if current is None:
             raise RuntimeError("reset() starts a pass")
-        self._pass = None
-        batches, shard = 0, None
-        for shard in current.shards():
-            for batch in self.open_shard(shard, self.rng.randrange(2**31)):
+        batches, reader = 0, self._read(current)
+        try:
+            for batch in reader:
                 yield batch
                 batches += 1
                 if self.max_batches is not None and batches >= self.max_batches:
-                    current.enough.set()
                     break
-        current.finish()
-        self._check(current)
-        while shard is not None and self.max_batches is not None and batches < self.max_batches:
-            for batch in self.open_shard(shard, self.rng.randrange(2**31)):  # short share
+            reader.close()
+            current.finish()
+            self._check(current)
+            while self.max_batches is not None and batches < self.max_batches:
+                for batch in self._open(current.last):  # a short share: its last shard again
+                    yield batch
+                    batches += 1
+                    if batches >= self.max_batches:
+                        break
+        finally:
+            reader.close()
+            current.close()
+
+    def _open(self, shard: records.PackedSet) -> Iterable:
+        return self.open_shard(shard, self.rng.randrange(2**31))
+
+    def _read(self, current: _Pass) -> Iterator:
+        """The batches of each shard in turn. The next shard's iterator is opened, and starts
+        decoding, as soon as that shard is written, so a shard boundary does not stall."""
+        shard = current.take(block=True)
+        opened = self._open(shard) if shard is not None else None
+        while shard is not None and opened is not None:
+            ahead = None
+            for batch in opened:
+                if ahead is None and (ready := current.take(block=False)) is not None:
+                    ahead = ready, self._open(ready)
                 yield batch
-                batches += 1
-                if batches >= self.max_batches:
-                    break
-        discard(shard)
+            if ahead is None and (ready := current.take(block=True)) is not None:
+                ahead = ready, self._open(ready)
+            if ahead is None:
+                return  # the pass ended: its last shard stays for a short share
+            opened = None
+            current.release(shard)
+            shard, opened = ahead
 
     def _check(self, current: _Pass) -> None:
         name, count = self.source.name(current.index), current.count
@@ -162,10 +185,14 @@ class _Pass:
         self.enough = threading.Event()  # enough batches: read on, only to count
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self.ended = False
-        self.thread = threading.Thread(target=self._produce, name=f"pipe-{index}", daemon=True)
+        self.held: list[records.PackedSet] = []  # taken and not yet released
+        seed = owner.rng.randrange(2**31)
+        self.thread = threading.Thread(
+            target=self._produce, args=(seed,), name=f"pipe-{index}", daemon=True
+        )
         self.thread.start()
 
-    def _produce(self) -> None:
+    def _produce(self, seed: int) -> None:
         owner = self.owner
         prefix = owner.source.scratch / owner.source.name(self.index)
         writer = _ShardWriter(prefix, owner.shard_size)
@@ -174,8 +201,7 @@ class _Pass:
             stream = packed_records(
                 owner.source, self.index, self.count, workers=owner.workers, part=owner.part
             )
-            rng = random.Random(owner.rng.randrange(2**31))
-            for record in shuffled(stream, owner.shuffle_buffer, rng):
+            for record in shuffled(stream, owner.shuffle_buffer, random.Random(seed)):
                 if not self.enough.is_set() and (shard := writer.add(record)) is not None:
                     self.queue.put(shard)
             last = writer.close()
@@ -188,30 +214,42 @@ class _Pass:
             discard(writer.close())
             self.queue.put(exc)
 
-    def shards(self) -> Iterator[records.PackedSet]:
-        """Written shards, each deleted once the next is asked for."""
-        previous = None
-        while (item := self._next()) is not _END:
-            discard(previous)
-            previous = None
-            if self.enough.is_set():
-                discard(item)
-                continue
-            previous = item
-            yield item
-
-    def _next(self):
+    def take(self, *, block: bool) -> records.PackedSet | None:
+        """The next written shard; None once the pass has ended (or, without ``block``, when
+        none is ready yet)."""
         if self.ended:
-            return _END
-        item = self.queue.get()
+            return None
+        try:
+            item = self.queue.get(block=block)
+        except queue.Empty:
+            return None
         if isinstance(item, BaseException):
+            self.ended = True
             raise item
-        self.ended = item is _END
+        if item is _END:
+            self.ended = True
+            return None
+        self.held.append(item)
         return item
+
+    @property
+    def last(self) -> records.PackedSet | None:
+        return self.held[-1] if self.held else None
+
+    def release(self, shard: records.PackedSet) -> None:
+        """Delete a shard that has been read."""
+        self.held.remove(shard)
+        discard(shard)
 
     def finish(self) -> None:
         """Let the producer read the rest of the stream (to count it) and wait for it."""
         self.enough.set()
-        while (item := self._next()) is not _END:
-            discard(item)
+        while not self.ended:
+            if (shard := self.take(block=True)) is not None:
+                self.release(shard)
         self.thread.join()
+
+    def close(self) -> None:
+        """Delete every shard still held."""
+        for shard in list(self.held):
+            self.release(shard)

@@ -21,6 +21,7 @@ over), so that synchronous parameter-server training steps in lockstep.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import zlib
@@ -134,10 +135,10 @@ def packed_records(
     """This worker's packed records from pass ``index`` of the channel, whichever it holds:
     im2rec records, or an augmented manifest's image and label records."""
     name = source.name(index)
-    with pipe.open_fifo(
-        pipe.fifo_path(source.data_dir, source.channel.name, index), source.wait_timeout
-    ) as fifo:
-        frames = recordio.read_records(fifo, name)
+    path = pipe.fifo_path(source.data_dir, source.channel.name, index)
+    with contextlib.ExitStack() as stack:
+        fifo = stack.enter_context(pipe.open_fifo(path, source.wait_timeout))
+        frames = recordio.read_records(stack.enter_context(pipe.inflated(fifo)), name)
         first = next(frames, None)
         if first is None:
             raise ClientError(f"{name} carried no images: check the channel's S3 data")
