@@ -165,6 +165,21 @@ def test_pipe_job_reads_each_fifo_once_and_keeps_no_training_data(pipe_job):
     assert scratch == ["validation.idx", "validation.rec"]  # every training shard was deleted
 
 
+def test_a_resumed_job_reads_the_fifos_from_0_again(pipe_job, images, tmp_path: Path):
+    """After a restart SageMaker numbers the FIFOs from 0 while training resumes at a later
+    epoch: the job must open train_0 for its epoch 3, not wait for train_3."""
+    result, _, _ = pipe_job
+    base = tmp_path / "opt_ml"
+    shutil.copytree(result.base, base, ignore=shutil.ignore_patterns("train_*", "validation_*"))
+    hps_path = base / "input" / "config" / "hyperparameters.json"
+    hps_path.write_text(json.dumps({**json.loads(hps_path.read_text()), "epochs": "4"}))
+    train, validation = _feed(base, images, train_passes=1)
+    resumed = _run_in_process(base)
+    assert resumed.code == 0, (resumed.failure or "") + resumed.log[-3000:]
+    assert train.opened == [0] and validation.opened == [0]
+    assert "Epoch[3] Train-accuracy" in resumed.log and "Epoch[0] Train" not in resumed.log
+
+
 @pytest.mark.parametrize(
     ("attributes", "message"),
     [

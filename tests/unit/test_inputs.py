@@ -19,8 +19,11 @@ import pytest
 from tests.datagen import make_image, write_jpeg
 from tests.pipe_feeder import frame
 from train import records
+from train.config import parse_hyperparameters
 from train.errors import ClientError
-from train.inputs import channels, manifest, pipe, recordio, shards, stream
+from train.inputs import channels, manifest, pipe, pipe_mode, recordio, shards, stream
+from train.lst import Entry
+from train.paths import Paths
 
 MULTI_HOT = manifest.LabelFormat(multi_label=True, num_classes=3)
 CLASS_IDS = manifest.LabelFormat(multi_label=True, num_classes=3, class_ids=True)
@@ -289,6 +292,45 @@ def test_a_gzip_compressed_stream_is_inflated(tmp_path: Path):
     count = stream.PassCount()
     found = list(stream.packed_records(_source(tmp_path), 0, count, workers=1))
     assert [mx.recordio.unpack(r)[0].id for r in found] == list(range(6))
+
+
+def test_streamed_validation_is_stored_as_file_mode_packs_it(tmp_path: Path):
+    """The same images, streamed as a manifest or listed in a .lst: the same pixels (lossless,
+    resized by the same code) and labels, so Pipe mode validates as File mode does."""
+    paths = Paths(tmp_path / "opt_ml")
+    paths.data_dir.mkdir(parents=True)
+    cfg = parse_hyperparameters({"num_classes": "3", "image_shape": "3,32,32", "resize": "40"})
+    entries = []
+    for i in range(3):
+        _jpeg(tmp_path, label=i, name=f"img/{i}.jpg")
+        entries.append(Entry(i, (float(i),), f"img/{i}.jpg"))
+    (paths.data_dir / "validation_0").write_bytes(
+        b"".join(
+            frame((tmp_path / e.relpath).read_bytes()) + frame(b"%d" % e.label) for e in entries
+        )
+    )
+    channel = channels.Channel("validation", input_mode="Pipe")
+    streamed = stream.pack_validation(
+        pipe_mode.source(paths, cfg, channel, lossless=True), workers=2
+    )
+    file_mode = records.PackSettings(40, True, (32, 32), cfg.max_image_pixels)
+    listed = records.pack(
+        entries, tmp_path, name="v", settings=file_mode, cache_dir=tmp_path / "c", workers=2,
+        max_bad=0.0,
+    )  # fmt: skip
+
+    def contents(packed):
+        reader = mx.recordio.MXIndexedRecordIO(str(packed.idx), str(packed.rec), "r")
+        unpacked = [mx.recordio.unpack(reader.read_idx(k)) for k in sorted(reader.keys)]
+        return sorted((h.label, payload) for h, payload in unpacked)
+
+    assert streamed.count == 3 and contents(streamed) == contents(listed)
+
+
+def test_a_rec_file_wrapped_whole_is_refused_before_it_is_read(tmp_path: Path):
+    (tmp_path / "train_0").write_bytes(frame(_im2rec_stream(tmp_path, 3)))
+    with pytest.raises(ClientError, match="set RecordWrapperType to None"):
+        list(stream.packed_records(_source(tmp_path), 0, stream.PassCount(), workers=1))
 
 
 def test_a_pass_with_too_many_bad_images_fails(tmp_path: Path):

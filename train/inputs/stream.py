@@ -1,13 +1,9 @@
-"""A Pipe-mode channel as packed records, and training batches from it in bounded memory.
+"""A Pipe-mode channel's pass as packed records, split between hosts; validation read once.
 
-MXNet's C++ ``ImageRecordIter`` (File mode's decoder and augmenter) cannot read a FIFO, so each
-pass of the training stream goes through a shuffle buffer of ``pipe_shuffle_buffer`` records and
-is cut into shards of about that many records on local scratch; each shard is read by the same
-``ImageRecordIter``, with File mode's arguments (hence the built-in's augmentations), then
-deleted. At most three shards exist at a time: one being read, one ready, one being written.
-
-An im2rec stream (a ``.rec`` channel) is passed on record by record; an augmented manifest's
-images are decoded, resized and re-encoded as File mode packs them (:func:`records.prepare_image`).
+Whichever the stream holds is told from its first record: im2rec records (a ``.rec`` channel)
+are passed on as they are; an augmented manifest's images are decoded, resized and re-encoded
+in worker threads as File mode packs them (:func:`records.prepare_image`), with their labels in
+the record header. :mod:`train.inputs.shards` turns the training passes into batches.
 Validation is read once (``validation_0``) into one local file, stored as File mode stores it,
 so every epoch validates with File mode's evaluation transform on a known number of images.
 
@@ -138,7 +134,14 @@ def packed_records(
     path = pipe.fifo_path(source.data_dir, source.channel.name, index)
     with contextlib.ExitStack() as stack:
         fifo = stack.enter_context(pipe.open_fifo(path, source.wait_timeout))
-        frames = recordio.read_records(stack.enter_context(pipe.inflated(fifo)), name)
+        data = stack.enter_context(pipe.inflated(fifo))
+        if data.peek(12)[8:12] == recordio.MAGIC_BYTES:  # type: ignore[attr-defined]
+            raise ClientError(
+                f"record 0 of {name} is a whole RecordIO file wrapped in one record: for a "
+                f"channel of .rec files set RecordWrapperType to None (RecordIO is for "
+                f"augmented manifests)"
+            )
+        frames = recordio.read_records(data, name)
         first = next(frames, None)
         if first is None:
             raise ClientError(f"{name} carried no images: check the channel's S3 data")
