@@ -1,6 +1,6 @@
 """From SageMaker channels to packed RecordIO files and C++ data iterators.
 
-Three input layouts are recognised per channel, as the built-in algorithm (and beyond it):
+These input layouts are recognised per channel, as the built-in algorithm (and beyond it):
 ``.lst`` + images (the ``train_lst`` / ``validation_lst`` channels, or a ``.lst`` inside the
 image channel), an augmented manifest (``.manifest``), RecordIO (``.rec`` [+ ``.idx``]), and
 class sub-folders (labels from sorted folder names). Without a validation channel a deterministic
@@ -359,8 +359,8 @@ def _prepare_streamed(
 ) -> DataSpec:
     """Pipe mode: ``train`` arrives as FIFOs, one per epoch; ``validation`` (streamed or not)
     is read once and stored as File mode stores it, so validation is File mode's."""
-    pipe_mode.check_settings(cfg, channels, has_validation_dir=paths.channel("validation").exists())
-    num_classes: int = cfg.num_classes  # type: ignore[assignment]
+    has_validation_dir = paths.channel("validation").exists()
+    num_classes, num_samples = pipe_mode.check_settings(cfg, channels, has_validation_dir)
     validation_channel = channels.get("validation", Channel("validation"))
     if validation_channel.pipe:
         source = pipe_mode.source(paths, cfg, validation_channel, lossless=True)
@@ -379,7 +379,7 @@ def _prepare_streamed(
     train_source = pipe_mode.source(paths, cfg, channels["train"], lossless=False)
     train_dir = paths.channel("train")
     return DataSpec(
-        records.PackedSet(train_dir, train_dir, cfg.num_training_samples),  # type: ignore[arg-type]
+        records.PackedSet(train_dir, train_dir, num_samples),
         packed_val,
         num_classes,
         _user_class_names(paths, num_classes) or [str(k) for k in range(num_classes)],
@@ -400,8 +400,11 @@ def stream_iter(
     num_parts: int = 1,
     part_index: int = 0,
 ) -> PipeBatches:
-    """Pipe mode's :func:`record_iter` for the training stream: one FIFO per epoch, read in
-    shards by File mode's ``ImageRecordIter`` (each shard with its own augmentation seed)."""
+    """Pipe mode's :func:`record_iter` (same signature; always a training iterator) for the
+    training stream: one FIFO per epoch, read in shards by File mode's ``ImageRecordIter``, each
+    shard with its own augmentation seed."""
+    if spec.train_stream is None or not training:
+        raise ValueError("stream_iter reads the training stream of a Pipe-mode job")
 
     def open_shard(shard: records.PackedSet, seed: int):
         shard_cfg = dataclasses.replace(cfg, seed=seed)
@@ -409,7 +412,6 @@ def stream_iter(
             shard, spec, shard_cfg, training=True, batch_size=batch_size, threads=threads
         )
 
-    assert spec.train_stream is not None and training
     return PipeBatches(
         spec.train_stream,
         open_shard,

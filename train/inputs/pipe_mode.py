@@ -33,9 +33,10 @@ def source(
 
 
 def check_settings(
-    cfg: TrainConfig, channels: dict[str, Channel], *, has_validation_dir: bool
-) -> None:
-    """The built-in's rules for Pipe mode, checked before any FIFO is opened."""
+    cfg: TrainConfig, channels: dict[str, Channel], has_validation_dir: bool
+) -> tuple[int, int]:
+    """The built-in's rules for Pipe mode, checked before any FIFO is opened; returns
+    ``num_classes`` and ``num_training_samples``, which Pipe mode requires."""
     problems = []
     if not channels.get("train", Channel("train")).pipe:
         problems.append("the 'validation' channel is in Pipe mode but 'train' is not: stream both")
@@ -57,5 +58,6 @@ def check_settings(
             "use_weighted_loss=1 needs the class frequencies before training, which a stream "
             "does not give: use File mode, or use_weighted_loss=0"
         )
-    if problems:
+    if problems or cfg.num_classes is None or cfg.num_training_samples is None:
         raise ClientError("; ".join(problems))
+    return cfg.num_classes, cfg.num_training_samples
