@@ -2,7 +2,8 @@
 
 ``reset()`` starts the next pass: a producer thread reads the next FIFO
 (:func:`stream.packed_records`), shuffles within ``pipe_shuffle_buffer`` records and writes
-shards of about that many records (a whole number of batches) to local scratch; iterating
+shards of about that many records (a whole number of batches; the first is one batch, so
+training starts once the buffer is full) to local scratch; iterating
 yields the batches of each shard from ``open_shard`` (File mode's ``ImageRecordIter``, with a
 fresh augmentation seed per shard) and deletes the shard once read. The queue between the two
 holds one shard, so at most three exist at once and a slow consumer slows the reading of the
@@ -16,6 +17,7 @@ import queue
 import random
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from train import records
@@ -43,10 +45,11 @@ def shuffled(items: Iterable, size: int, rng: random.Random) -> Iterator:
 
 
 class _ShardWriter:
-    """Writes records into numbered ``.rec`` + ``.idx`` files of ``size`` records."""
+    """Writes records into numbered ``.rec`` + ``.idx`` files of ``size`` records, the first of
+    ``first_size`` (one batch: training starts as soon as the shuffle buffer is full)."""
 
-    def __init__(self, prefix: Path, size: int):
-        self.prefix, self.size, self.number = prefix, size, 0
+    def __init__(self, prefix: Path, size: int, first_size: int):
+        self.prefix, self.size, self.first_size, self.number = prefix, size, first_size, 0
         self.writer, self.count = None, 0
 
     def add(self, record: bytes) -> records.PackedSet | None:
@@ -58,7 +61,8 @@ class _ShardWriter:
             self.writer = mx_recordio.MXIndexedRecordIO(str(self.idx), str(self.rec), "w")
         self.writer.write_idx(self.count, record)
         self.count += 1
-        return self.close() if self.count == self.size else None
+        limit = self.first_size if self.number == 0 else self.size
+        return self.close() if self.count == limit else None
 
     def close(self) -> records.PackedSet | None:
         if self.writer is None:
@@ -93,6 +97,7 @@ class PipeBatches:
     ):
         self.source, self.open_shard, self.part, self.workers = source, open_shard, part, workers
         self.expected, self.shuffle_buffer = expected, shuffle_buffer
+        self.batch_size = batch_size
         self.shard_size = max(1, -(-shuffle_buffer // batch_size)) * batch_size
         # several workers step in lockstep: the same number of batches each (see stream.py)
         self.max_batches = -(-expected // (part[1] * batch_size)) if part[1] > 1 else None
@@ -134,23 +139,30 @@ class PipeBatches:
         return self.open_shard(shard, self.rng.randrange(2**31))
 
     def _read(self, current: _Pass) -> Iterator:
-        """The batches of each shard in turn. The next shard's iterator is opened, and starts
-        decoding, as soon as that shard is written, so a shard boundary does not stall."""
-        shard = current.take(block=True)
-        opened = self._open(shard) if shard is not None else None
-        while shard is not None and opened is not None:
-            ahead = None
-            for batch in opened:
-                if ahead is None and (ready := current.take(block=False)) is not None:
-                    ahead = ready, self._open(ready)
-                yield batch
-            if ahead is None and (ready := current.take(block=True)) is not None:
-                ahead = ready, self._open(ready)
-            if ahead is None:
-                return  # the pass ended: its last shard stays for a short share
-            opened = None
-            current.release(shard)
-            shard, opened = ahead
+        """The batches of each shard in turn. Creating an ``ImageRecordIter`` takes tens to
+        hundreds of milliseconds (it decodes its first batches), so the next shard's iterator
+        is created in another thread as soon as that shard is written: a shard boundary does
+        not stall training."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipe-open") as opener:
+
+            def opening(shard: records.PackedSet) -> Future:
+                return opener.submit(self.open_shard, shard, self.rng.randrange(2**31))
+
+            shard = current.take(block=True)
+            pending = opening(shard) if shard is not None else None
+            while shard is not None and pending is not None:
+                opened, ahead = pending.result(), None
+                for batch in opened:
+                    if ahead is None and (ready := current.take(block=False)) is not None:
+                        ahead = ready, opening(ready)
+                    yield batch
+                if ahead is None and (ready := current.take(block=True)) is not None:
+                    ahead = ready, opening(ready)
+                if ahead is None:
+                    return  # the pass ended: its last shard stays for a short share
+                opened = None
+                current.release(shard)
+                shard, pending = ahead
 
     def _check(self, current: _Pass) -> None:
         name, count = self.source.name(current.index), current.count
@@ -195,7 +207,7 @@ class _Pass:
     def _produce(self, seed: int) -> None:
         owner = self.owner
         prefix = owner.source.scratch / owner.source.name(self.index)
-        writer = _ShardWriter(prefix, owner.shard_size)
+        writer = _ShardWriter(prefix, owner.shard_size, owner.batch_size)
         try:
             owner.source.scratch.mkdir(parents=True, exist_ok=True)
             stream = packed_records(
