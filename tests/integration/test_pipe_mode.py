@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -24,8 +25,9 @@ import pytest
 
 from tests.conftest import JobResult
 from tests.datagen import Item, make_class_folders
-from tests.integration.conftest import TINY
+from tests.integration.conftest import REPO, TINY
 from tests.pipe_feeder import Feeder, manifest_stream
+from tests.ports import free_port
 from train import artifacts
 
 pytestmark = pytest.mark.integration
@@ -277,3 +279,50 @@ def _ids(line: dict) -> list[int]:
     label = line["class"]
     value = json.loads(label) if isinstance(label, str) else label
     return value if isinstance(value, list) else [int(value)]
+
+
+def test_two_hosts_split_a_replicated_stream_and_stay_in_step(images, tmp_path: Path):
+    """FullyReplicated: each host is fed every record, in its own order; each trains on its
+    CRC-32 share and runs the same number of batches (dist_sync would hang otherwise)."""
+    hosts, port = ["127.0.0.1", "localhost"], str(free_port())
+    bases, feeders = [], []
+    for number, host in enumerate(hosts):
+        base = _tree(
+            tmp_path / host,
+            {"train": MANIFEST_CHANNEL, "validation": REC_CHANNEL},
+            epochs="2",
+            kv_store="dist_sync",
+            _ps_port=port,
+        )
+        (base / "input/config/resourceconfig.json").write_text(
+            json.dumps({"current_host": host, "hosts": hosts})
+        )
+        data = base / "input" / "data"
+        train = manifest_stream(images["train"], images["root"], ("source-ref", "class"), number)
+        feeders.append(Feeder(data, "train", train, 2, timeout=120))
+        feeders.append(Feeder(data, "validation", lambda _: images["rec"], 2, timeout=120))
+        bases.append(base)
+    for feeder in feeders:
+        feeder.start()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "train"],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SAGEMAKER_BASE_DIR": str(base)},
+        )
+        for base in bases
+    ]
+    logs = [proc.communicate(timeout=300)[0] for proc in procs]
+    for proc, log in zip(procs, logs, strict=True):
+        assert proc.returncode == 0, log[-3000:]
+    shares = [
+        [int(k) for k in re.findall(r"train_\d: 96 training images, (\d+) for this host", log)]
+        for log in logs
+    ]
+    assert len(shares[0]) == len(shares[1]) == 2
+    assert shares[0][0] + shares[1][0] == 96 and 0 < shares[0][0] < 96
+    assert shares[0][0] == shares[0][1]  # the share depends on the records, not their order
+    assert artifacts.params_epochs(bases[0] / "model")

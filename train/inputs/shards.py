@@ -2,7 +2,7 @@
 
 ``reset()`` starts the next pass: a producer thread reads the next FIFO
 (:func:`stream.packed_records`), shuffles within ``pipe_shuffle_buffer`` records and writes
-shards of about that many records (a whole number of batches; the first is one batch, so
+shards of about that many records (a whole number of batches; the first ones smaller, so
 training starts once the buffer is full) to local scratch; iterating
 yields the batches of each shard from ``open_shard`` (File mode's ``ImageRecordIter``, with a
 fresh augmentation seed per shard) and deletes the shard once read. The queue between the two
@@ -45,8 +45,10 @@ def shuffled(items: Iterable, size: int, rng: random.Random) -> Iterator:
 
 
 class _ShardWriter:
-    """Writes records into numbered ``.rec`` + ``.idx`` files of ``size`` records, the first of
-    ``first_size`` (one batch: training starts as soon as the shuffle buffer is full)."""
+    """Writes records into numbered ``.rec`` + ``.idx`` files of ``size`` records. The first
+    holds ``first_size`` (one batch) and each next one twice as many up to ``size``: training
+    starts as soon as the shuffle buffer is full, and each shard is written while the one
+    before is read."""
 
     def __init__(self, prefix: Path, size: int, first_size: int):
         self.prefix, self.size, self.first_size, self.number = prefix, size, first_size, 0
@@ -61,7 +63,7 @@ class _ShardWriter:
             self.writer = mx_recordio.MXIndexedRecordIO(str(self.idx), str(self.rec), "w")
         self.writer.write_idx(self.count, record)
         self.count += 1
-        limit = self.first_size if self.number == 0 else self.size
+        limit = min(self.size, self.first_size << min(self.number, 30))
         return self.close() if self.count == limit else None
 
     def close(self) -> records.PackedSet | None:
@@ -185,6 +187,15 @@ class PipeBatches:
             )
         if not replicated:
             logger.info("%s: this host received %d training images", name, count.received)
+        elif self.part[1] > 1:
+            logger.info(
+                "%s: %d training images, %d for this host (CRC-32 share %d of %d)",
+                name,
+                count.received,
+                count.kept,
+                self.part[0],
+                self.part[1],
+            )
         self.last_received = count.received
 
 
