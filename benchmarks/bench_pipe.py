@@ -131,8 +131,10 @@ def run_job(kind: str, made: dict, root: Path, hps: dict, epochs: int, images: i
     }
 
 
-def loader_rounds(made: dict, hps: dict, rounds: int, threads: int) -> list[dict]:
-    """Part 1: one epoch of each iterator per round, alternating which goes first."""
+def loader_rounds(made: dict, hps: dict, rounds: int, threads: int, repeat: int = 1) -> list[dict]:
+    """Part 1: one epoch of each iterator per round, alternating which goes first. With
+    ``repeat`` > 1 a Pipe pass carries the ``.rec`` that many times and File mode runs as many
+    epochs: a larger epoch, over which Pipe mode's per-pass start-up weighs less."""
     from train import data, records
     from train.config import parse_hyperparameters
     from train.inputs import pipe_mode
@@ -142,7 +144,7 @@ def loader_rounds(made: dict, hps: dict, rounds: int, threads: int) -> list[dict
     cfg = parse_hyperparameters(hps)
     rec = made["train"]
     packed = records.PackedSet(rec, rec.with_suffix(".idx"), int(hps["num_training_samples"]))
-    payload = rec.read_bytes()
+    payload = rec.read_bytes() * repeat
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-loader-") as tmp:
         paths = Paths(Path(tmp))
@@ -158,20 +160,22 @@ def loader_rounds(made: dict, hps: dict, rounds: int, threads: int) -> list[dict
             order = ("file", "pipe") if number % 2 == 0 else ("pipe", "file")
             row = {}
             for kind in order:
-                row[kind] = time_epoch(file_iter if kind == "file" else pipe_iter)
+                passes = repeat if kind == "file" else 1
+                row[kind] = time_epoch(file_iter if kind == "file" else pipe_iter, passes)
             log(f"loader round {number + 1}/{rounds}: {row}")
             rows.append(row)
         feeder.join()
     return rows
 
 
-def time_epoch(data_iter) -> float:
-    """Images/sec of one epoch of decoded, augmented batches."""
+def time_epoch(data_iter, passes: int = 1) -> float:
+    """Images/sec of ``passes`` epochs of decoded, augmented batches."""
     start, images = time.monotonic(), 0
-    data_iter.reset()
-    for batch in data_iter:
-        batch.data[0].wait_to_read()
-        images += batch.data[0].shape[0]
+    for _ in range(passes):
+        data_iter.reset()
+        for batch in data_iter:
+            batch.data[0].wait_to_read()
+            images += batch.data[0].shape[0]
     return round(images / (time.monotonic() - start), 1)
 
 
@@ -191,6 +195,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shuffle-buffer", type=int, default=1024, help="pipe_shuffle_buffer")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/pipe.json")
     parser.add_argument("--loader-only", action="store_true", help="part 1 only")
+    parser.add_argument(
+        "--loader-repeat", type=int, default=1, help="part 1: .rec copies per Pipe pass"
+    )
     parser.add_argument("--quick", action="store_true", help="200 images, 1 epoch, 1 round")
     args = parser.parse_args(argv)
     if args.quick:
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": [round(x, 2) for x in os.getloadavg()],
         "rounds": [],
     }
-    results["loader"] = loader_rounds(made, hps, args.loader_rounds, cores)
+    results["loader"] = loader_rounds(made, hps, args.loader_rounds, cores, args.loader_repeat)
     if args.loader_only:
         args.rounds = 0
         results["config"]["rounds"] = 0
