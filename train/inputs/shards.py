@@ -6,8 +6,9 @@ shards of about that many records (a whole number of batches; the first ones sma
 training starts once the buffer is full) to local scratch; iterating
 yields the batches of each shard from ``open_shard`` (File mode's ``ImageRecordIter``, with a
 fresh augmentation seed per shard) and deletes the shard once read. The queue between the two
-holds one shard, so at most three exist at once and a slow consumer slows the reading of the
-FIFO instead of filling the disk.
+holds one shard, so at most four exist at once (one being read, the next being opened, one
+queued, one being written) and a slow consumer slows the reading of the FIFO instead of filling
+the disk.
 """
 
 from __future__ import annotations
