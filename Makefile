@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help up venv deps lock lint format test test-unit test-integration test-container check-weights bench bench-venv clean
+.PHONY: help up venv deps lock lint format test test-unit test-integration test-container check-weights bench bench-pipe bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -73,8 +73,12 @@ $(BENCH_VENV)/bin/activate: requirements/bench.in $(LOCK)
 
 bench-venv: $(BENCH_VENV)/bin/activate  ## .venv-bench: torch + torchvision for the benchmark peers (gluoncv refuses torch>=2)
 
-bench: venv bench-venv  ## trainer benchmark: loader and ResNet-18 training vs mx.image.ImageIter and torchvision (~5 min)
+bench: venv bench-venv  ## trainer benchmarks: loader and ResNet-18 vs ImageIter and torchvision (~5 min), then Pipe vs File mode (~20 min)
 	$(BIN)/python benchmarks/bench_train.py --torch-python $(BENCH_VENV)/bin/python
+	$(BIN)/python benchmarks/bench_pipe.py
+
+bench-pipe: venv  ## Pipe mode vs File mode on the same im2rec data: input pipeline and real jobs (~20 min)
+	$(BIN)/python benchmarks/bench_pipe.py
 
 clean:  ## remove caches (not the venv)
 	rm -rf .pytest_cache .ruff_cache

@@ -261,6 +261,18 @@ SPECS: dict[str, Spec] = {
         "auto or one of " + ", ".join(catalog.SET_NAMES),
         "ImageNet weight set for use_pretrained_model=1 (auto: best available for num_layers)",
     ),
+    "pipe_shuffle_buffer": Spec(
+        parse_int,
+        _positive,
+        "a positive integer",
+        "Pipe mode: records held in memory to shuffle the stream (and per scratch shard)",
+    ),
+    "pipe_wait_timeout": Spec(
+        parse_float,
+        _positive,
+        "a positive number of seconds",
+        "Pipe mode: how long to wait for each <channel>_<n> FIFO and its first bytes",
+    ),
     "_ps_port": Spec(parse_int, _in(1, 65535), "a TCP port", "parameter-server scheduler port"),
 }
 
@@ -304,6 +316,8 @@ class TrainConfig:
     max_image_pixels: int = 100_000_000
     preprocess_threads: int = 0
     pretrained_weights: str = catalog.AUTO
+    pipe_shuffle_buffer: int = 1024
+    pipe_wait_timeout: float = 600.0
     ps_port: int = 8000  # hyperparameter "_ps_port", as in the MXNet training toolkit
     ignored: tuple[str, ...] = field(default=(), compare=False)  # sagemaker_* keys seen
 

@@ -1,13 +1,15 @@
 """From SageMaker channels to packed RecordIO files and C++ data iterators.
 
-Three input layouts are recognised per channel, as the built-in algorithm (and beyond it):
+These input layouts are recognised per channel, as the built-in algorithm (and beyond it):
 ``.lst`` + images (the ``train_lst`` / ``validation_lst`` channels, or a ``.lst`` inside the
-image channel), RecordIO (``.rec`` [+ ``.idx``]), and class sub-folders (labels from sorted
-folder names). Without a validation channel a deterministic split is carved from ``train``.
+image channel), an augmented manifest (``.manifest``), RecordIO (``.rec`` [+ ``.idx``]), and
+class sub-folders (labels from sorted folder names). Without a validation channel a deterministic
+split is carved from ``train``. Pipe-mode channels are streamed (:mod:`train.inputs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -18,6 +20,9 @@ from pathlib import Path
 from train import lst, presets, records
 from train.config import TrainConfig
 from train.errors import ClientError
+from train.inputs import manifest, pipe_mode, stream
+from train.inputs.channels import Channel, read_channels
+from train.inputs.shards import PipeBatches
 from train.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,8 @@ class DataSpec:
     class_names: list[str]
     label_width: int
     iter_resize: int | None  # resize done by the iterator (user-supplied RecordIO only)
+    # Pipe mode: the train channel is streamed (train.count is then num_training_samples)
+    train_stream: stream.StreamSource | None = None
 
 
 def _nonempty_dir(path: Path) -> bool:
@@ -79,6 +86,14 @@ def discover(paths: Paths, name: str, cfg: TrainConfig) -> Source | None:
         lst_path = _single(lst_files, f"the '{name}_lst' channel")
         entries = lst.read_lst(lst_path, multi_label=cfg.multi_label, num_classes=cfg.num_classes)
         logger.info("Using %s (%d images) for the %s channel", lst_path.name, len(entries), name)
+        return Source(name, root, entries=entries)
+    manifests = sorted(root.glob("*.manifest"))
+    if manifests:
+        path = _single(manifests, f"the '{name}' channel")
+        channel = read_channels(paths.input_data_config).get(name, Channel(name))
+        fmt = manifest.LabelFormat(cfg.multi_label, cfg.num_classes, channel.class_id_labels)
+        entries = manifest.read_manifest(path, root, fmt)
+        logger.info("Using %s (%d images) for the %s channel", path.name, len(entries), name)
         return Source(name, root, entries=entries)
     recs = sorted(root.glob("*.rec"))
     if recs:
@@ -251,6 +266,9 @@ def prepare_data(
     Raises:
         TrainingInterrupted: ``stop`` was set while images were being packed.
     """
+    channels = read_channels(paths.input_data_config)
+    if any(channels.get(name, Channel(name)).pipe for name in ("train", "validation")):
+        return _prepare_streamed(paths, cfg, channels, workers=workers, progress=progress)
     train = discover(paths, "train", cfg)
     if train is None:
         raise ClientError(
@@ -355,3 +373,73 @@ def record_iter(
     else:
         kwargs.update(shuffle=False, round_batch=False, rand_crop=False, rand_mirror=False)
     return mx.io.ImageRecordIter(**kwargs)
+
+
+def _prepare_streamed(
+    paths: Paths, cfg: TrainConfig, channels: dict[str, Channel], *, workers: int, progress: bool
+) -> DataSpec:
+    """Pipe mode: ``train`` arrives as FIFOs, one per epoch; ``validation`` (streamed or not)
+    is read once and stored as File mode stores it, so validation is File mode's."""
+    has_validation_dir = paths.channel("validation").exists()
+    num_classes, num_samples = pipe_mode.check_settings(cfg, channels, has_validation_dir)
+    validation_channel = channels.get("validation", Channel("validation"))
+    if validation_channel.pipe:
+        source = pipe_mode.source(paths, cfg, validation_channel, lossless=True)
+        packed_val = stream.pack_validation(source, workers=workers)
+    else:
+        validation = discover(paths, "validation", cfg)
+        if validation is None or validation.class_names is not None:
+            raise ClientError(
+                "in Pipe mode the 'validation' channel needs a .lst, .manifest or .rec file "
+                "(class folders give labels by name, which a stream does not carry)"
+            )
+        _check_labels(validation, num_classes, cfg.multi_label)
+        packed_val = _pack(
+            validation, cfg, paths, lossless=True, workers=workers, progress=progress
+        )
+    train_source = pipe_mode.source(paths, cfg, channels["train"], lossless=False)
+    train_dir = paths.channel("train")
+    return DataSpec(
+        records.PackedSet(train_dir, train_dir, num_samples),
+        packed_val,
+        num_classes,
+        _user_class_names(paths, num_classes) or [str(k) for k in range(num_classes)],
+        num_classes if cfg.multi_label else 1,
+        cfg.resize,
+        train_source,
+    )
+
+
+def stream_iter(
+    packed: records.PackedSet,
+    spec: DataSpec,
+    cfg: TrainConfig,
+    *,
+    training: bool,
+    batch_size: int,
+    threads: int,
+    num_parts: int = 1,
+    part_index: int = 0,
+) -> PipeBatches:
+    """Pipe mode's :func:`record_iter` (same signature; always a training iterator) for the
+    training stream: one FIFO per epoch, read in shards by File mode's ``ImageRecordIter``, each
+    shard with its own augmentation seed."""
+    if spec.train_stream is None or not training:
+        raise ValueError("stream_iter reads the training stream of a Pipe-mode job")
+
+    def open_shard(shard: records.PackedSet, seed: int):
+        shard_cfg = dataclasses.replace(cfg, seed=seed)
+        return record_iter(
+            shard, spec, shard_cfg, training=True, batch_size=batch_size, threads=threads
+        )
+
+    return PipeBatches(
+        spec.train_stream,
+        open_shard,
+        batch_size=batch_size,
+        shuffle_buffer=cfg.pipe_shuffle_buffer,
+        expected=packed.count,
+        seed=cfg.seed,
+        workers=threads,
+        part=(part_index, num_parts),
+    )

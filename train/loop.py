@@ -26,7 +26,7 @@ from train import (
     reports,
 )
 from train.config import TrainConfig
-from train.data import DataSpec, prepare_data, record_iter
+from train.data import DataSpec, prepare_data, record_iter, stream_iter
 from train.distributed import Cluster, parameter_server
 from train.errors import ClientError
 from train.formats import model_dir as saved_models
@@ -227,7 +227,8 @@ def make_trainer(
 
 def _iterators(run: Run):
     threads = run.cfg.preprocess_threads or os.cpu_count() or 1
-    train_iter = record_iter(
+    make_train_iter = record_iter if run.spec.train_stream is None else stream_iter
+    train_iter = make_train_iter(
         run.spec.train,
         run.spec,
         run.cfg,

@@ -84,6 +84,11 @@ def _load(entry: Entry, root: Path, settings: PackSettings) -> tuple[bytes | Non
         return None, "file not found"
     except OSError as exc:
         return None, f"unreadable ({exc.strerror})"
+    return prepare_image(data, settings)
+
+
+def prepare_image(data: bytes, settings: PackSettings) -> tuple[bytes | None, str]:
+    """Decode, check, resize and re-encode one image's bytes; returns (encoded, problem)."""
     try:
         rgb = images.decode_image(data, max_pixels=settings.max_pixels)
     except images.BadImage as exc:
@@ -239,6 +244,16 @@ def pack(
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("Done creating record files for %s: %d images", name, count)
     return PackedSet(final / REC_FILE, final / IDX_FILE, count, skipped)
+
+
+def pack_record(index: int, labels: tuple[float, ...], encoded: bytes) -> bytes:
+    """One record as ``ImageRecordIter`` reads it: MXNet's ``IRHeader`` (one label inline, or
+    several before the image) and the encoded image."""
+    from mxnet import recordio
+
+    label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
+    header = recordio.IRHeader(0 if len(labels) == 1 else len(labels), label, index, 0)
+    return recordio.pack(header, encoded)
 
 
 def count_records(

@@ -116,6 +116,8 @@ TABLE = [
     ("max_image_pixels", "1000000", 1_000_000, "0"),
     ("preprocess_threads", "4", 4, "-2"),
     ("pretrained_weights", "gluoncv_v1", "gluoncv_v1", "imagenet"),
+    ("pipe_shuffle_buffer", "256", 256, "0"),
+    ("pipe_wait_timeout", "2.5", 2.5, "-1"),
     ("_ps_port", "9000", 9000, "70000"),
 ]
 
