@@ -268,7 +268,9 @@ def prepare_data(
     """
     channels = read_channels(paths.input_data_config)
     if any(channels.get(name, Channel(name)).pipe for name in ("train", "validation")):
-        return _prepare_streamed(paths, cfg, channels, workers=workers, progress=progress)
+        return _prepare_streamed(
+            paths, cfg, channels, workers=workers, progress=progress, stop=stop
+        )
     train = discover(paths, "train", cfg)
     if train is None:
         raise ClientError(
@@ -376,7 +378,13 @@ def record_iter(
 
 
 def _prepare_streamed(
-    paths: Paths, cfg: TrainConfig, channels: dict[str, Channel], *, workers: int, progress: bool
+    paths: Paths,
+    cfg: TrainConfig,
+    channels: dict[str, Channel],
+    *,
+    workers: int,
+    progress: bool,
+    stop: threading.Event | None,
 ) -> DataSpec:
     """Pipe mode: ``train`` arrives as FIFOs, one per epoch; ``validation`` (streamed or not)
     is read once and stored as File mode stores it, so validation is File mode's."""
@@ -384,7 +392,7 @@ def _prepare_streamed(
     num_classes, num_samples = pipe_mode.check_settings(cfg, channels, has_validation_dir)
     validation_channel = channels.get("validation", Channel("validation"))
     if validation_channel.pipe:
-        source = pipe_mode.source(paths, cfg, validation_channel, lossless=True)
+        source = pipe_mode.source(paths, cfg, validation_channel, lossless=True, stop=stop)
         packed_val = stream.pack_validation(source, workers=workers)
     else:
         validation = discover(paths, "validation", cfg)
@@ -395,9 +403,9 @@ def _prepare_streamed(
             )
         _check_labels(validation, num_classes, cfg.multi_label)
         packed_val = _pack(
-            validation, cfg, paths, lossless=True, workers=workers, progress=progress
+            validation, cfg, paths, lossless=True, workers=workers, progress=progress, stop=stop
         )
-    train_source = pipe_mode.source(paths, cfg, channels["train"], lossless=False)
+    train_source = pipe_mode.source(paths, cfg, channels["train"], lossless=False, stop=stop)
     train_dir = paths.channel("train")
     return DataSpec(
         records.PackedSet(train_dir, train_dir, num_samples),

@@ -182,6 +182,28 @@ def test_a_resumed_job_reads_the_fifos_from_0_again(pipe_job, images, tmp_path: 
     assert "Epoch[3] Train-accuracy" in resumed.log and "Epoch[0] Train" not in resumed.log
 
 
+def test_a_streamed_train_channel_with_a_file_mode_validation_channel(images, tmp_path: Path):
+    """Input mode is per channel: train streamed, validation an im2rec .rec on disk (packed as
+    File mode packs it)."""
+    file_channel = {**REC_CHANNEL, "TrainingInputMode": "File"}
+    base = _tree(
+        tmp_path / "opt_ml",
+        {"train": MANIFEST_CHANNEL, "validation": file_channel},
+        epochs="1",
+    )
+    (base / "input" / "data" / "validation").mkdir()
+    (base / "input" / "data" / "validation" / "val.rec").write_bytes(images["rec"])
+    data = base / "input" / "data"
+    train = manifest_stream(images["train"], images["root"], ("source-ref", "class"), seed=7)
+    feeder = Feeder(data, "train", train, 1, timeout=60)
+    feeder.start()
+    result = _run_in_process(base)
+    assert result.code == 0, (result.failure or "") + result.log[-3000:]
+    assert feeder.opened == [0]
+    assert not (data / "validation_0").exists()
+    assert len(_accuracies(result.log)) == 1
+
+
 @pytest.mark.parametrize(
     ("attributes", "message"),
     [

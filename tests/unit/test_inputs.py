@@ -20,7 +20,7 @@ from tests.datagen import make_image, write_jpeg
 from tests.pipe_feeder import frame
 from train import records
 from train.config import parse_hyperparameters
-from train.errors import ClientError
+from train.errors import ClientError, TrainingInterrupted
 from train.inputs import channels, manifest, pipe, pipe_mode, recordio, shards, stream
 from train.lst import Entry
 from train.paths import Paths
@@ -196,6 +196,20 @@ def test_a_missing_fifo_and_a_silent_writer_fail_within_the_timeout(tmp_path: Pa
     os.mkfifo(tmp_path / "train_2")
     with pytest.raises(ClientError, match="train_2 was opened but nothing was written"):
         pipe.open_fifo(tmp_path / "train_2", 0.3)  # a FIFO that no writer ever opens
+    assert time.monotonic() - start < 3
+
+
+def test_sigterm_ends_the_wait_for_a_fifo_at_once(tmp_path: Path):
+    """A stop request (SIGTERM sets the job's stop event) must not wait out pipe_wait_timeout
+    (600 s by default): SageMaker kills the job 120 s after asking it to stop."""
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    start = time.monotonic()
+    with pytest.raises(TrainingInterrupted, match="train_1"):
+        pipe.open_fifo(tmp_path / "train_1", 600, stop)  # never created
+    os.mkfifo(tmp_path / "train_2")
+    with pytest.raises(TrainingInterrupted, match="train_2"):
+        pipe.open_fifo(tmp_path / "train_2", 600, stop)  # created, never written
     assert time.monotonic() - start < 3
 
 

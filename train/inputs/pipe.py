@@ -19,11 +19,12 @@ from __future__ import annotations
 import gzip
 import os
 import select
+import threading
 import time
 from pathlib import Path
 from typing import BinaryIO
 
-from train.errors import ClientError
+from train.errors import ClientError, TrainingInterrupted
 
 GZIP_MAGIC = b"\x1f\x8b"
 POLL_SECONDS = 0.05
@@ -35,8 +36,12 @@ def fifo_path(data_dir: Path, channel: str, index: int) -> Path:
     return data_dir / f"{channel}_{index}"
 
 
-def _wait_until(deadline: float, ready, what: str, path: Path, timeout: float) -> None:
+def _wait_until(
+    deadline: float, ready, what: str, path: Path, timeout: float, stop: threading.Event | None
+) -> None:
     while not ready():
+        if stop is not None and stop.is_set():
+            raise TrainingInterrupted(f"stopped while waiting for {path}")
         if time.monotonic() >= deadline:
             raise ClientError(
                 f"Pipe mode: {path} {what} within {timeout:g} s. SageMaker creates one FIFO per "
@@ -47,15 +52,16 @@ def _wait_until(deadline: float, ready, what: str, path: Path, timeout: float) -
         time.sleep(POLL_SECONDS)
 
 
-def open_fifo(path: Path, timeout: float) -> BinaryIO:
+def open_fifo(path: Path, timeout: float, stop: threading.Event | None = None) -> BinaryIO:
     """Wait for ``path`` to exist and for its first bytes; return it as a blocking stream.
 
     Raises:
         ClientError: the FIFO did not appear, or nothing was written to it, within
             ``timeout`` seconds (the message names the FIFO).
+        TrainingInterrupted: ``stop`` was set during the wait (SIGTERM).
     """
     deadline = time.monotonic() + timeout
-    _wait_until(deadline, path.exists, "did not appear", path, timeout)
+    _wait_until(deadline, path.exists, "did not appear", path, timeout, stop)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         deadline = time.monotonic() + timeout  # a fresh wait for the writer's first bytes
@@ -63,7 +69,9 @@ def open_fifo(path: Path, timeout: float) -> BinaryIO:
         def readable() -> bool:
             return bool(select.select([fd], [], [], POLL_SECONDS)[0])
 
-        _wait_until(deadline, readable, "was opened but nothing was written to it", path, timeout)
+        _wait_until(
+            deadline, readable, "was opened but nothing was written to it", path, timeout, stop
+        )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=READ_BUFFER)
     except BaseException:

@@ -7,6 +7,8 @@ training channel is the streamed one.
 
 from __future__ import annotations
 
+import threading
+
 from train import records
 from train.config import TrainConfig
 from train.errors import ClientError
@@ -16,10 +18,15 @@ from train.paths import Paths
 
 
 def source(
-    paths: Paths, cfg: TrainConfig, channel: Channel, *, lossless: bool
+    paths: Paths,
+    cfg: TrainConfig,
+    channel: Channel,
+    *,
+    lossless: bool,
+    stop: threading.Event | None = None,
 ) -> stream.StreamSource:
     """The stream of ``channel``, its images stored as File mode packs them (``lossless`` for
-    validation)."""
+    validation); ``stop`` (SIGTERM) ends a wait for its FIFO."""
     _, height, width = cfg.image_shape
     return stream.StreamSource(
         channel,
@@ -29,6 +36,7 @@ def source(
         records.PackSettings(cfg.effective_resize, lossless, (height, width), cfg.max_image_pixels),
         cfg.pipe_wait_timeout,
         cfg.max_bad_image_fraction,
+        stop,
     )
 
 

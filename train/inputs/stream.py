@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -48,6 +49,7 @@ class StreamSource:
     settings: records.PackSettings  # how manifest images are stored, as File mode packs them
     wait_timeout: float
     max_bad: float
+    stop: threading.Event | None = None  # SIGTERM: ends a wait for a FIFO at once
 
     def name(self, index: int) -> str:
         return pipe.fifo_path(self.data_dir, self.channel.name, index).name
@@ -133,7 +135,7 @@ def packed_records(
     name = source.name(index)
     path = pipe.fifo_path(source.data_dir, source.channel.name, index)
     with contextlib.ExitStack() as stack:
-        fifo = stack.enter_context(pipe.open_fifo(path, source.wait_timeout))
+        fifo = stack.enter_context(pipe.open_fifo(path, source.wait_timeout, source.stop))
         data = stack.enter_context(pipe.inflated(fifo))
         if data.peek(12)[8:12] == recordio.MAGIC_BYTES:  # type: ignore[attr-defined]
             raise ClientError(
