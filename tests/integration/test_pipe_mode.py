@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
+from PIL import Image
 
 from tests.conftest import JobResult
 from tests.datagen import Item, make_class_folders
@@ -119,6 +120,8 @@ def _run_in_process(base: Path) -> JobResult:
         patch.delenv("IC_SCRATCH_DIR", raising=False)
         patch.delenv("TRAINING_JOB_NAME", raising=False)
         patch.setattr(main, "configure_logging", lambda: None)
+        # The job lifts Pillow's cap for the whole process: restore it for the tests after.
+        patch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         try:
