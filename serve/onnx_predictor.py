@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from serve.batching import MicroBatcher
-from serve.predictor import describe, model_info
+from serve.predictor import BatchedPredictor, describe, model_info
 from train import artifacts
 
 logger = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ def session_options() -> Any:
     return options
 
 
-class OnnxRuntimePredictor:
+class OnnxRuntimePredictor(BatchedPredictor):
     """A loaded ONNX Runtime session and the batcher that feeds it."""
 
     def __init__(
@@ -73,11 +72,9 @@ class OnnxRuntimePredictor:
         max_wait_s: float = 0.0,
         timeout: float | None = None,
     ):
-        self.info = info
         self._session = session
         self._input = session.get_inputs()[0].name
-        self._timeout = timeout
-        self._batcher = MicroBatcher(self._forward, max_batch=max_batch, max_wait_s=max_wait_s)
+        super().__init__(info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
 
     @classmethod
     def load(
@@ -129,14 +126,6 @@ class OnnxRuntimePredictor:
             describe(saved, info),
         )
         return cls(session, info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (softmax, or independent sigmoid scores for multi-label models)."""
-        return self._batcher.run(batch, timeout=self._timeout)
-
-    def close(self) -> None:
-        """Stop the batching thread."""
-        self._batcher.close()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch.astype(np.float32, copy=False)})[0]

@@ -134,8 +134,36 @@ def inference_context() -> Any:
     return devices.inference_context(int(os.environ.get(WORKER_INDEX_ENV, "0")))
 
 
-class MXNetPredictor:
-    """A loaded model and the batcher that feeds it."""
+class BatchedPredictor:
+    """What every engine's predictor shares: its model info, and one
+    :class:`~serve.batching.MicroBatcher` that runs the subclass's ``_forward``."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        *,
+        max_batch: int,
+        max_wait_s: float = 0.0,
+        timeout: float | None = None,
+    ):
+        self.info = info
+        self._timeout = timeout
+        self._batcher = MicroBatcher(self._forward, max_batch=max_batch, max_wait_s=max_wait_s)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (softmax, or independent sigmoid scores for multi-label models)."""
+        return self._batcher.run(batch, timeout=self._timeout)
+
+    def close(self) -> None:
+        """Stop the batching thread."""
+        self._batcher.close()
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MXNetPredictor(BatchedPredictor):
+    """A loaded MXNet model and the batcher that feeds it."""
 
     def __init__(
         self,
@@ -147,11 +175,9 @@ class MXNetPredictor:
         max_wait_s: float = 0.0,
         timeout: float | None = None,
     ):
-        self.info = info
         self._block = block
         self._ctx = ctx
-        self._timeout = timeout
-        self._batcher = MicroBatcher(self._forward, max_batch=max_batch, max_wait_s=max_wait_s)
+        super().__init__(info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
 
     @classmethod
     def load(
@@ -190,14 +216,6 @@ class MXNetPredictor:
             max_wait_s=max_wait_s,
             timeout=timeout,
         )
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (softmax, or independent sigmoid scores for multi-label models)."""
-        return self._batcher.run(batch, timeout=self._timeout)
-
-    def close(self) -> None:
-        """Stop the batching thread."""
-        self._batcher.close()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         import mxnet as mx
