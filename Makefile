@@ -29,7 +29,18 @@ $(BIN)/activate: requirements/dev.in $(LOCK)
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(BIN)/activate
 
-venv: $(BIN)/activate  ## build .venv with every package pinned by requirements/lock.txt
+TORCH_VENV := .venv-torch
+TORCH_LOCK := requirements/lock-torch.txt
+
+# The PyTorch engine runs in its own environment: GluonCV refuses torch >= 2 and torch's CUDA
+# wheels collide with MXNet's on disk. The job's MXNet side starts it as a child process.
+$(TORCH_VENV)/bin/activate: requirements/torch.in $(TORCH_LOCK)
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/pip install --quiet -r requirements/torch.in -c $(TORCH_LOCK)
+	touch $(TORCH_VENV)/bin/activate
+
+venv: $(BIN)/activate $(TORCH_VENV)/bin/activate  ## build .venv (MXNet, lock.txt) and .venv-torch (the PyTorch engine, lock-torch.txt)
 
 deps: venv  ## host packages the tests need (nginx, Docker engine, debootstrap, gcc): installs as root, else lists them
 	tests/host-deps
