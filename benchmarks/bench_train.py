@@ -11,7 +11,7 @@ load from other work on the machine hits every contender alike, on one generated
    - ``mx.image.ImageIter`` over the same ``.lst`` (resize 256, random crop and mirror);
    - torchvision ``ImageFolder`` + ``DataLoader`` with as many workers as cores;
    - the raw ceiling: single-process OpenCV decode + resize + crop rate x cores;
-2. ResNet-18 training, images/sec: the real ``train.engine.train_one_epoch`` on a hybridized
+2. ResNet-18 training, images/sec: the real MXNet engine's ``train_one_epoch`` on a hybridized
    ``train.model.from_scratch`` network fed by ``record_iter``, against a plain torchvision
    training loop (SGD, batch 32) fed by its ``DataLoader``, for the same number of batches after
    warm-up.
@@ -319,28 +319,28 @@ class _Turns:
 
 
 class MxTrainer:
-    """This trainer's real training step: ``train.engine.train_one_epoch`` on a hybridized
-    ``from_scratch`` ResNet-18 with the optimizer and Trainer that ``train.loop`` builds."""
+    """This trainer's real training step: the MXNet engine's ``train_one_epoch`` on a hybridized
+    ``from_scratch`` ResNet-18 with the optimizer and Trainer that its ``network`` builds."""
 
     def __init__(self, packed, cores: int, batch_size: int):
         import mxnet as mx
 
-        from train import engine, model
-        from train.loop import Topology, make_trainer
+        from train import model
+        from train.engines.mxnet import steps as engine
+        from train.engines.mxnet.network import make_trainer
 
         cfg = trainer_config(cores, batch_size)
         self.ctx = [mx.cpu()]
         self.net = model.from_scratch(cfg, NUM_CLASSES)
         self.net.collect_params().reset_ctx(self.ctx)
         self.net.hybridize(static_alloc=True, static_shape=True)
-        one_host = Topology("device", Path(tempfile.gettempdir()))  # no checkpoint is written
-        self.trainer = make_trainer(self.net, cfg, one_host, mixed=False)
+        self.trainer = make_trainer(self.net, cfg, "device", False, mixed=False)
         self.setup = engine.make_loss(False, None)
         self.turns = _Turns(make_record_iter(packed, cores, batch_size))
         self.epoch = 0
 
     def run(self, batches: int) -> dict:
-        from train import engine
+        from train.engines.mxnet import steps as engine
 
         self.epoch += 1
         return engine.train_one_epoch(
@@ -550,7 +550,7 @@ def print_report(results: dict) -> None:
         f"including packing: {_fmt(s['first_epoch_with_packing_images_per_sec'])} img/s",
         "",
         f"{title:<{width}}{'img/s':>10}",
-        f"{'this trainer: train.engine.train_one_epoch + record_iter':<{width}}"
+        f"{'this trainer: engines.mxnet train_one_epoch + record_iter':<{width}}"
         f"{_fmt(m['train_mxnet'], 2):>10}",
         f"{'torchvision resnet18, SGD, DataLoader':<{width}}{_fmt(m['train_torch'], 2):>10}",
         f"  (training process CPU use, cores busy: this trainer "

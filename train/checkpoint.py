@@ -45,16 +45,14 @@ def _trainer_file(epoch: int) -> str:
 BEST_FILE = "best.params"
 
 
-def save(directory: Path, state: LoopState, net, trainer, *, improved: bool) -> None:
-    """Write the state of a completed epoch; remove the previous epoch's files."""
+def save(directory: Path, state: LoopState, engine, *, improved: bool) -> None:
+    """Write the state of a completed epoch; remove the previous epoch's files. ``engine``
+    writes its own weights and optimizer state (:class:`train.driver.Engine`)."""
     epoch = state.epoch
-    artifacts.atomic_write(directory / _net_file(epoch), lambda p: net.save_parameters(str(p)))
-    if trainer is not None:  # None: the optimizer lives on the parameter servers (dist_async)
-        artifacts.atomic_write(
-            directory / _trainer_file(epoch), lambda p: trainer.save_states(str(p))
-        )
+    artifacts.atomic_write(directory / _net_file(epoch), engine.save_weights)
+    artifacts.atomic_write(directory / _trainer_file(epoch), engine.save_optimizer)
     if improved:
-        artifacts.atomic_write(directory / BEST_FILE, lambda p: net.save_parameters(str(p)))
+        artifacts.atomic_write(directory / BEST_FILE, engine.save_weights)
     artifacts.atomic_write_json(directory / STATE_FILE, asdict(state))
     for old in directory.glob("*-*.*"):
         if old.name not in (_net_file(epoch), _trainer_file(epoch)) and old.name.startswith(
@@ -67,25 +65,37 @@ def load(directory: Path, fingerprint: dict[str, Any]) -> LoopState | None:
     """The saved loop state, or None when there is nothing to resume.
 
     Raises:
-        ClientError: when the checkpoints belong to a different model.
+        ClientError: when the checkpoints belong to a different model, or were written by the
+            other training engine (their weight and optimizer files are not interchangeable).
     """
     path = directory / STATE_FILE
     if not path.is_file():
         return None
     state = LoopState(**json.loads(path.read_text()))
-    if state.fingerprint != fingerprint:
+    saved = {"engine": "mxnet", **state.fingerprint}  # checkpoints from before the engines
+    engine, saved_engine = fingerprint.get("engine"), saved["engine"]
+    if engine is not None and saved_engine != engine:
+        raise ClientError(
+            f"{directory} holds checkpoints of the {saved_engine} training engine and this job "
+            f"runs the {engine} engine, which cannot resume them: set training_engine="
+            f"{saved_engine} to resume, or empty the checkpoint folder (or use a new checkpoint "
+            f"location) to start over"
+        )
+    if saved != {"engine": saved_engine, **fingerprint}:
         raise ClientError(
             f"{directory} holds checkpoints of a different model ({state.fingerprint}, now "
             f"{fingerprint}); empty the checkpoint folder or use a new checkpoint location"
         )
+    state.fingerprint = dict(fingerprint)
     return state
 
 
-def restore(directory: Path, state: LoopState, net, trainer, ctx: list) -> None:
+def restore(directory: Path, state: LoopState, engine) -> None:
     """Load the network and optimizer state saved for ``state.epoch``."""
-    net.load_parameters(str(directory / _net_file(state.epoch)), ctx=ctx)
-    if trainer is not None:
-        trainer.load_states(str(directory / _trainer_file(state.epoch)))
+    engine.load_weights(directory / _net_file(state.epoch))
+    trainer_file = directory / _trainer_file(state.epoch)
+    if trainer_file.is_file() and trainer_file.stat().st_size:  # empty: on the servers
+        engine.load_optimizer(trainer_file)
     logger.info(
         "Resuming from checkpoint: %d epoch(s) done, best validation accuracy %.6f",
         state.epoch,
@@ -93,19 +103,6 @@ def restore(directory: Path, state: LoopState, net, trainer, ctx: list) -> None:
     )
 
 
-def restore_best(directory: Path, net) -> None:
-    """Load the best-validation weights saved so far (to export the final model).
-
-    The values are copied into the existing arrays: ``load_parameters`` would ask a
-    multi-host trainer to reset its distributed KVStore, which MXNet refuses.
-    """
-    import mxnet as mx
-
-    saved = mx.nd.load(str(directory / BEST_FILE))
-    params = net._collect_params_with_prefix()  # the names save_parameters wrote
-    missing = sorted(set(params) - set(saved))
-    if missing:
-        raise RuntimeError(f"{directory / BEST_FILE} lacks {', '.join(missing[:5])}")
-    for name, param in params.items():
-        for array in param.list_data():
-            saved[name].copyto(array)
+def restore_best(directory: Path, engine) -> None:
+    """Load the best-validation weights saved so far (to export the final model)."""
+    engine.load_best(directory / BEST_FILE)

@@ -25,7 +25,8 @@ LARGE_IMAGE_LAYERS = (18, 34, 50, 101, 152, 200)
 SMALL_IMAGE_LAYERS = (20, 32, 44, 56, 110)
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "nag")
 KV_STORES = ("dist_sync", "dist_async")
-PRECISIONS = ("float32", "float16")
+PRECISIONS = ("float32", "float16", "bfloat16")
+TRAINING_ENGINES = ("auto", "mxnet", "pytorch")
 
 # Keys the SageMaker SDKs and toolkits add for their own use; accepted and ignored.
 RESERVED_PREFIXES = ("sagemaker_", "_tuning_objective_metric")
@@ -202,8 +203,9 @@ SPECS: dict[str, Spec] = {
     "precision_dtype": Spec(
         parse_str,
         _one_of(PRECISIONS),
-        "float32 or float16",
-        "float16 = mixed precision with float32 master weights (GPU only)",
+        "float32, float16 or bfloat16",
+        "float16 = mixed precision with float32 master weights (GPU only); bfloat16 likewise "
+        "without loss scaling (PyTorch engine, GPUs of compute capability 8.0 or newer)",
     ),
     "resize": Spec(
         parse_int,
@@ -273,6 +275,13 @@ SPECS: dict[str, Spec] = {
         "a positive number of seconds",
         "Pipe mode: how long to wait for each <channel>_<n> FIFO and its first bytes",
     ),
+    "training_engine": Spec(
+        parse_str,
+        _one_of(TRAINING_ENGINES),
+        "auto, mxnet or pytorch",
+        "auto: MXNet on the CPU and on GPUs it runs (compute capability 5.0-8.9), PyTorch on "
+        "newer GPUs (Hopper, Blackwell); the log says which and why",
+    ),
     "_ps_port": Spec(parse_int, _in(1, 65535), "a TCP port", "parameter-server scheduler port"),
 }
 
@@ -318,6 +327,7 @@ class TrainConfig:
     pretrained_weights: str = catalog.AUTO
     pipe_shuffle_buffer: int = 1024
     pipe_wait_timeout: float = 600.0
+    training_engine: str = "auto"
     ps_port: int = 8000  # hyperparameter "_ps_port", as in the MXNet training toolkit
     ignored: tuple[str, ...] = field(default=(), compare=False)  # sagemaker_* keys seen
 

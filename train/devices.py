@@ -72,6 +72,19 @@ def query_gpus(count: int) -> list[Gpu]:
     return result
 
 
+def visible_gpus() -> list[Gpu]:
+    """Every GPU this process may use (``CUDA_VISIBLE_DEVICES`` applies), asked of the driver
+    without any framework, [] when there is no driver or no GPU."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return []
+    count = ctypes.c_int()
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return []
+    return query_gpus(count.value)
+
+
 def compute_capabilities(count: int) -> list[tuple[int, int]]:
     """Compute capability of each GPU, [] if the driver cannot be asked."""
     return [gpu.capability for gpu in query_gpus(count)]

@@ -84,7 +84,7 @@ def run(argv: list[str] | None = None) -> int:
     install_stop_handler(stop)
     devices.configure_cpu_threads()  # before MXNet is imported
     try:
-        from train.loop import train_job
+        from train.job import train_job
 
         cfg = _read_config(paths)
         images.lift_pillow_limit()  # max_image_pixels alone decides

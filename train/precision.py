@@ -13,8 +13,8 @@ The recipe (``mxnet/contrib/amp``, MXNet's AMP tutorial), step by step:
    ``trainer.step`` divides the scale back out, and skips the update and halves the scale when a
    gradient overflowed (doubling it again after 2,000 clean steps).
 
-Multi-host training updates on the parameter servers (``train.loop.Topology``), where no
-overflow check happens: float16 is refused there before any data is read.
+Multi-host training updates on the parameter servers (``engines.mxnet.job.MXNetEngine``), where
+no overflow check happens: float16 is refused there before any data is read.
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ TABLE = [
     ("num_layers", "50", 50, "42"),
     ("optimizer", "adam", "adam", "adagrad"),
     ("precision_dtype", "float16", "float16", "float64"),
+    ("training_engine", "pytorch", "pytorch", "tensorflow"),
     ("resize", "300", 300, "0"),
     ("top_k", "5", 5, "1"),
     ("use_pretrained_model", "true", True, "yesno"),

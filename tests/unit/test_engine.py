@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from train import engine
+from train.engines.mxnet import steps as engine
 from train.errors import TrainingInterrupted
 
 

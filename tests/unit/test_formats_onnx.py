@@ -14,7 +14,7 @@ import pytest
 
 from tests import builtin_models as bm
 from tests.serve_fixtures import make_model_dir
-from train import artifacts, loop
+from train import artifacts, job
 from train.formats import model_dir, symbolic
 from train.formats import onnx as onnx_format
 
@@ -88,7 +88,7 @@ def test_multi_label_product_model_outputs_sigmoid_scores(product_model):
 def test_a_failed_export_is_logged_and_leaves_no_stale_file(tmp_path, caplog):
     stale = tmp_path / artifacts.ONNX_FILE
     stale.write_bytes(b"an earlier run's")
-    loop._export_onnx(tmp_path)  # no model files: the export fails
+    job.export_onnx(tmp_path)  # no model files: the export fails
     assert not stale.exists()
     assert "Could not write model.onnx (the MXNet model files are complete" in caplog.text
 

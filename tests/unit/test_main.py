@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from train import loop, main
+from train import job, main
 from train.errors import ClientError, TrainingInterrupted
 
 
@@ -22,7 +22,7 @@ def _tree(base, hyperparameters: dict | None = None):
 def calls(monkeypatch):
     """Replace the training job; records the config it was given."""
     seen = []
-    monkeypatch.setattr(loop, "train_job", lambda paths, cfg, stop: seen.append(cfg))
+    monkeypatch.setattr(job, "train_job", lambda paths, cfg, stop: seen.append(cfg))
     return seen
 
 
@@ -44,7 +44,7 @@ def test_success_writes_output_success_and_returns_0(tmp_path, run_job, calls):
 
 def test_client_error_exits_1_with_the_reason_first(tmp_path, run_job, monkeypatch):
     reason = "the 'train' channel is empty; upload images"
-    monkeypatch.setattr(loop, "train_job", _raise(ClientError(reason)))
+    monkeypatch.setattr(job, "train_job", _raise(ClientError(reason)))
     result = run_job(_tree(tmp_path, {}))
     assert result.code == main.EXIT_CLIENT_ERROR == 1
     assert result.failure.splitlines()[0] == f"Customer Error: {reason}"
@@ -55,7 +55,7 @@ def test_client_error_exits_1_with_the_reason_first(tmp_path, run_job, monkeypat
 
 
 def test_internal_error_exits_2_naming_the_exception(tmp_path, run_job, monkeypatch):
-    monkeypatch.setattr(loop, "train_job", _raise(RuntimeError("CUDA went away")))
+    monkeypatch.setattr(job, "train_job", _raise(RuntimeError("CUDA went away")))
     result = run_job(_tree(tmp_path, {}))
     assert result.code == main.EXIT_INTERNAL_ERROR == 2
     assert result.failure.startswith("Internal Error: RuntimeError: CUDA went away\n")
@@ -64,7 +64,7 @@ def test_internal_error_exits_2_naming_the_exception(tmp_path, run_job, monkeypa
 
 
 def test_sigterm_stop_exits_143(tmp_path, run_job, monkeypatch):
-    monkeypatch.setattr(loop, "train_job", _raise(TrainingInterrupted("during epoch 3")))
+    monkeypatch.setattr(job, "train_job", _raise(TrainingInterrupted("during epoch 3")))
     result = run_job(_tree(tmp_path, {}))
     assert result.code == 143
     assert result.failure.startswith("Training stopped by SIGTERM: during epoch 3")
@@ -128,13 +128,13 @@ def test_a_rerun_clears_the_previous_runs_outcome(tmp_path, run_job, monkeypatch
     """Local re-runs reuse the same folder: a success must not leave the last failure behind
     (nor a failure the last success)."""
     base = _tree(tmp_path, {})
-    monkeypatch.setattr(loop, "train_job", _raise(ClientError("bad data")))
+    monkeypatch.setattr(job, "train_job", _raise(ClientError("bad data")))
     assert run_job(base).code == 1
-    monkeypatch.setattr(loop, "train_job", lambda paths, cfg, stop: None)
+    monkeypatch.setattr(job, "train_job", lambda paths, cfg, stop: None)
     result = run_job(base)
     assert result.code == 0
     assert result.failure is None
-    monkeypatch.setattr(loop, "train_job", _raise(ClientError("bad again")))
+    monkeypatch.setattr(job, "train_job", _raise(ClientError("bad again")))
     assert run_job(base).code == 1
     assert not (base / "output" / "success").exists()
 

@@ -37,7 +37,8 @@ import json, sys
 from pathlib import Path
 import mxnet as mx
 import numpy as np
-from train import config, loop, model, precision
+from train import config, model, precision
+from train.engines.mxnet.network import make_trainer
 from train.formats.model_dir import seed_network
 
 cfg = config.parse_hyperparameters(
@@ -65,7 +66,7 @@ out["weight_dtypes"] = sorted({str(np.dtype(p.dtype)) for p in after.values()})
 
 ctx = [mx.cpu(0), mx.cpu(1)]
 seed.collect_params().reset_ctx(ctx)
-trainer = loop.make_trainer(seed, cfg, loop.Topology("device", Path(".")), out["mixed"])
+trainer = make_trainer(seed, cfg, "device", False, out["mixed"])
 trainer._init_kvstore()  # what the first step does; the attributes below are MXNet's own
 out["kvstore"] = type(trainer._kvstore).__name__ if trainer._kvstore else None
 out["update_on_kvstore"] = trainer._update_on_kvstore
@@ -98,7 +99,9 @@ from mxnet.contrib import amp
 # AMP's machinery on (loss scaler, trainer hooks) with every operator left in float32, which
 # any CPU runs; the production call below then finds AMP initialised.
 amp.init(target_dtype="float16", target_precision_ops=[], conditional_fp32_ops=[], fp32_ops=[])
-from train import config, engine, loop, precision
+from train import config, precision
+from train.engines.mxnet import steps as engine
+from train.engines.mxnet.network import make_trainer
 
 logging.basicConfig(level=logging.INFO)
 cfg = config.parse_hyperparameters(
@@ -117,7 +120,7 @@ def dense(contexts):
     return net
 
 net = dense(ctx)
-trainer = loop.make_trainer(net, cfg, loop.Topology("device", Path(".")), mixed)
+trainer = make_trainer(net, cfg, "device", False, mixed)
 setup = engine.make_loss(False, None)
 stop = threading.Event()
 

@@ -18,6 +18,7 @@ from mxnet import autograd, gluon
 
 from train import precision
 from train.errors import TrainingInterrupted
+from train.scoring import Scores
 
 logger = logging.getLogger(__name__)
 
@@ -38,42 +39,6 @@ def make_loss(multi_label: bool, top_k: int | None) -> LossSetup:
     if not multi_label:
         return LossSetup(gluon.loss.SoftmaxCrossEntropyLoss(), False, top_k)
     return LossSetup(gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False), True, None)
-
-
-class Scores:
-    """Running accuracy (top-1, top-k, or mean per-class accuracy for multi-label) and loss."""
-
-    def __init__(self, setup: LossSetup):
-        self.setup = setup
-        self.correct = 0.0
-        self.correct_k = 0.0
-        self.count = 0
-        self.loss_sum = 0.0
-
-    def update(self, labels: np.ndarray, outputs: np.ndarray, losses: np.ndarray) -> None:
-        self.loss_sum += float(losses.sum())
-        if self.setup.multi_label:
-            predicted = outputs > 0  # logit > 0 <=> sigmoid > 0.5
-            self.correct += float((predicted == (labels > 0.5)).mean(axis=1).sum())
-        else:
-            truth = labels.astype(np.int64).reshape(-1)
-            self.correct += float((outputs.argmax(axis=1) == truth).sum())
-            if self.setup.top_k:
-                top = np.argsort(-outputs, axis=1)[:, : self.setup.top_k]
-                self.correct_k += float((top == truth[:, None]).any(axis=1).sum())
-        self.count += len(labels)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / max(self.count, 1)
-
-    @property
-    def top_k_accuracy(self) -> float:
-        return self.correct_k / max(self.count, 1)
-
-    @property
-    def loss(self) -> float:
-        return self.loss_sum / max(self.count, 1)
 
 
 def _split(data, label, ctx: list) -> tuple[list, list]:
@@ -140,16 +105,7 @@ def train_one_epoch(
                 scores.accuracy,
             )
             tick = time.time()
-    elapsed = time.time() - start
-    result = {
-        "accuracy": scores.accuracy,
-        "loss": scores.loss,
-        "time": elapsed,
-        "samples_per_sec": scores.count / max(elapsed, 1e-9),
-    }
-    if setup.top_k:
-        result["top_k_accuracy"] = scores.top_k_accuracy
-    return result
+    return scores.epoch_result(time.time() - start)
 
 
 def _loss(setup: LossSetup, output, label, pos_weight):
