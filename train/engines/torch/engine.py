@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from train.engines.torch.data import RecordLoader
-from train.engines.torch.graph import SymbolNet
 
 from train import artifacts
 from train.driver import Job
 from train.engines.bundle import Bundle
 from train.engines.torch import augment, losses, optim, precision
+from train.engines.torch.data import RecordLoader
+from train.engines.torch.graph import SymbolNet
 from train.errors import TrainingInterrupted
 from train.formats import params_io
 from train.scoring import Scores
