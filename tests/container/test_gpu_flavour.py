@@ -196,3 +196,28 @@ def test_gpu_image_onnxruntime_imports_and_lists_the_cuda_provider(gpu_image, li
     )
     assert result.code == 0, result.log
     assert "CUDAExecutionProvider" in result.log, result.log
+
+
+TORCH_PYTHON = "/opt/venv-torch/bin/python"
+# The GPUs the README says the GPU image trains with the PyTorch engine (MXNet cannot run them).
+TORCH_ARCHITECTURES = {"sm_90", "sm_100", "sm_120"}
+
+
+def test_the_pytorch_engine_environment_has_kernels_for_hopper_and_blackwell(gpu_image):
+    code = "import torch, json; print(json.dumps(torch.cuda.get_arch_list()))"
+    result = run_container(gpu_image, TORCH_PYTHON, "-c", code, timeout=300)
+    assert result.code == 0, result.log
+    arches = set(re.findall(r"sm_\d+", result.log.splitlines()[-1]))
+    assert arches >= TORCH_ARCHITECTURES, result.log
+
+
+def test_the_pytorch_engine_process_imports_without_mxnet_beside_it(gpu_image):
+    code = (
+        "import sys, train.engines.torch.run, train.engines.torch.engine; "
+        "assert 'mxnet' not in sys.modules and 'gluoncv' not in sys.modules; print('clean')"
+    )
+    result = run_container(gpu_image, TORCH_PYTHON, "-c", code, timeout=300)
+    assert result.code == 0 and "clean" in result.log, result.log
+    # ... and MXNet's side still imports GluonCV (which refuses torch >= 2 in its environment).
+    result = run_container(gpu_image, "python", "-c", "import gluoncv; print('ok')", timeout=300)
+    assert result.code == 0 and "ok" in result.log, result.log
