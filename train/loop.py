@@ -32,6 +32,8 @@ from train.errors import ClientError
 from train.formats import model_dir as saved_models
 from train.formats import mxnet_checkpoint
 from train.formats.metadata import InputConvention
+from train.insight import audit as data_audit
+from train.insight import page as report_page
 from train.metric_lines import epoch_lines
 from train.paths import Paths
 
@@ -198,6 +200,8 @@ def _setup(paths: Paths, cfg: TrainConfig, topology: Topology, stop: threading.E
         spec.validation.count,
         spec.num_classes,
     )
+    if topology.chief:
+        data_audit.run(spec, cfg, paths.output_data_dir)  # advice only: never raises
     mixed = precision.init(cfg.precision_dtype)
     net = build_network(paths, cfg, spec.num_classes)
     if mixed:
@@ -382,6 +386,8 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
     reports.write_validation_reports(
         out, result["outputs"], result["labels"], run.spec.class_names, cfg.multi_label
     )
+    report_page.save_validation(out, result["outputs"], result["labels"], run.spec.validation.rec)
+    report_page.write(out, model_dir, engine="mxnet")
     logger.info(
         "Final model: validation accuracy %f (epoch %d); reports in %s",
         result["accuracy"],

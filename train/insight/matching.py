@@ -20,13 +20,14 @@ from scipy.spatial import cKDTree
 COPY_MAD = 3.0
 NEAR_CORRELATION = 0.93
 MAX_SHIFT = 2
+MAX_BRIGHTNESS_CHANGE = 10.0  # grey levels: correlation alone ignores brightness
 CANDIDATE_RADIUS = 0.45  # in descriptor space; near-copies measured at most 0.42 apart
 _GRID = 4
 
 THRESHOLDS = {
     "copy": f"32x32 grey thumbnails differ by <= {COPY_MAD} grey levels on average",
     "near_copy": f"32x32 grey thumbnails correlate >= {NEAR_CORRELATION} at a shift of up to "
-    f"{MAX_SHIFT} px (6%)",
+    f"{MAX_SHIFT} px (6%), mean brightness within {MAX_BRIGHTNESS_CHANGE:g} grey levels",
 }
 
 
@@ -67,12 +68,14 @@ def matching_pairs(thumbs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         return pairs[:, 0], pairs[:, 1], np.empty(0, bool)
     first, second = thumbs[pairs[:, 0]].astype(np.float32), thumbs[pairs[:, 1]]
     is_copy = np.abs(first - second).mean(axis=(1, 2)) <= COPY_MAD
+    similar = np.abs(first.mean(axis=(1, 2)) - second.mean(axis=(1, 2))) <= MAX_BRIGHTNESS_CHANGE
     near = np.array(
         [
             copy
-            or max(_correlation(thumbs[i], thumbs[j]), _correlation(thumbs[j], thumbs[i]))
+            or alike
+            and max(_correlation(thumbs[i], thumbs[j]), _correlation(thumbs[j], thumbs[i]))
             >= NEAR_CORRELATION
-            for (i, j), copy in zip(pairs, is_copy, strict=True)
+            for (i, j), copy, alike in zip(pairs, is_copy, similar, strict=True)
         ],
         dtype=bool,
     )
