@@ -24,6 +24,7 @@ from train.config import TrainConfig
 from train.data import DataSpec
 from train.errors import ClientError
 from train.formats.metadata import InputConvention
+from train.insight import page as report_page
 from train.metric_lines import epoch_lines
 from train.paths import Paths
 
@@ -253,6 +254,7 @@ def finish(job: Job, engine: Engine, state: checkpoint.LoopState) -> None:
     reports.write_validation_reports(
         out, result["outputs"], result["labels"], job.spec.class_names, cfg.multi_label
     )
+    report_page.save_validation(out, result["outputs"], result["labels"], job.spec.validation.rec)
     logger.info(
         "Final model: validation accuracy %f (epoch %d); reports in %s",
         result["accuracy"],

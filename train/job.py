@@ -13,6 +13,7 @@ from pathlib import Path
 
 from train import artifacts, devices, engines
 from train.config import TrainConfig
+from train.insight import page as report_page
 from train.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
         chief = train_on_pytorch(paths, cfg, stop)
     if chief:
         export_onnx(paths.model_dir)
+        report_page.write(paths.output_data_dir, paths.model_dir, engine=choice.engine)
 
 
 def export_onnx(model_dir: Path) -> None:

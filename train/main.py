@@ -58,6 +58,16 @@ def write_failure(paths: Paths, reason: str, exc: BaseException) -> None:
         logger.exception("could not write %s", paths.failure_file)
 
 
+def write_partial_report(paths: Paths) -> None:
+    """A failed job still leaves the report page of what it had (audit, epochs so far)."""
+    try:
+        from train.insight import page
+
+        page.write(paths.output_data_dir, paths.model_dir)
+    except Exception:  # noqa: BLE001 - the failure file matters more than the page
+        logger.warning("could not write the report page", exc_info=True)
+
+
 def install_stop_handler(stop: threading.Event) -> None:
     """SIGTERM (StopTrainingJob, spot interruption, docker stop) ends the job within seconds:
     between batches of training and validation, or between images while packing. The last
@@ -92,16 +102,19 @@ def run(argv: list[str] | None = None) -> int:
     except ClientError as exc:
         logger.error("Customer Error: %s", exc)
         write_failure(paths, f"Customer Error: {exc}", exc)
+        write_partial_report(paths)
         return EXIT_CLIENT_ERROR
     except TrainingInterrupted as exc:
         logger.warning(
             "Training stopped (%s); a restarted job resumes from %s", exc, paths.checkpoint_dir
         )
         write_failure(paths, f"Training stopped by SIGTERM: {exc}", exc)
+        write_partial_report(paths)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every other failure is ours: record and exit
         logger.exception("Internal error")
         write_failure(paths, f"Internal Error: {type(exc).__name__}: {exc}", exc)
+        write_partial_report(paths)
         return EXIT_INTERNAL_ERROR
     artifacts.atomic_write_bytes(paths.success_file, b"")
     return 0

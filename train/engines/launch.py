@@ -52,9 +52,9 @@ def torch_python() -> Path:
     )
 
 
-def write_bundle(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> Path:
+def write_bundle(paths: Paths, cfg: TrainConfig, stop: threading.Event, chief: bool) -> Path:
     """Pack the data and export the initial network: what the engine process trains from."""
-    spec = prepare(paths, cfg, stop)
+    spec = prepare(paths, cfg, stop, chief=chief)
     if spec.train_stream is not None:
         raise ClientError(
             "a Pipe-mode train channel is not supported by training_engine=pytorch yet: use "
@@ -134,6 +134,6 @@ def train_on_pytorch(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> b
             "kv_store=dist_async is MXNet's parameter server, which the PyTorch engine does not "
             "have: use dist_sync (all-reduce between hosts) or training_engine=mxnet"
         )
-    directory = write_bundle(paths, cfg, stop)
+    directory = write_bundle(paths, cfg, stop, cluster.is_chief)
     logger.info("Starting the PyTorch engine (%s)", torch_python())
     return run_engine(directory, stop)

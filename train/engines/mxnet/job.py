@@ -25,6 +25,7 @@ from train.driver import (
 )
 from train.engines.mxnet import network, steps
 from train.formats import model_dir as saved_models
+from train.insight import audit as data_audit
 from train.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -161,8 +162,10 @@ class MXNetEngine:
         )
 
 
-def prepare(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> DataSpec:
-    """Pack (or locate) the data, and say how much there is."""
+def prepare(
+    paths: Paths, cfg: TrainConfig, stop: threading.Event, *, chief: bool = True
+) -> DataSpec:
+    """Pack (or locate) the data, say how much there is, and (on the chief) audit it."""
     mx.random.seed(cfg.seed)
     workers = cfg.preprocess_threads or os.cpu_count() or 1
     spec = prepare_data(paths, cfg, workers=workers, progress=interactive(), stop=stop)
@@ -172,6 +175,8 @@ def prepare(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> DataSpec:
         spec.validation.count,
         spec.num_classes,
     )
+    if chief:
+        data_audit.run(spec, cfg, paths.output_data_dir)  # advice only: never raises
     return spec
 
 
@@ -216,7 +221,7 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> bool:
     whether this host is the chief, which keeps the model."""
     with _workers(paths, cfg) as place:
         topology, kvstore = place
-        spec = prepare(paths, cfg, stop)
+        spec = prepare(paths, cfg, stop, chief=topology.chief)
         engine = MXNetEngine(Job(paths, cfg, spec, topology, stop), kvstore)
         run_epochs(engine.job, engine)
         del engine, kvstore, place  # the KVStore must go before ps-lite's exit barrier

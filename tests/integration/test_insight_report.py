@@ -1,0 +1,25 @@
+"""A real job writes the data audit and one self-contained report page."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.integration.conftest import run_training
+
+
+def test_job_writes_audit_and_a_self_contained_report(tiny_tree: Path) -> None:
+    result = run_training(tiny_tree)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tiny_tree / "output" / "data"
+    found = json.loads((out / "audit.json").read_text())
+    assert found["train_images"] > 0 and found["validation_images"] > 0
+    assert "Data audit:" in result.stdout
+    page = (out / "report.html").read_text()
+    assert not re.search(r"(src|href)=['\"](?!data:)", page)  # nothing to fetch
+    assert "http://" not in page and "https://" not in page
+    for section in ("Learning curves", "Confusion matrix", "Per class", "Calibration"):
+        assert section in page
+    assert page.count("activation map") >= 1
+    assert 'class="sortable"' in page
