@@ -32,7 +32,7 @@ from train.errors import ClientError
 from train.formats import model_dir as saved_models
 from train.formats import mxnet_checkpoint
 from train.formats.metadata import InputConvention
-from train.metric_lines import epoch_lines
+from train.metric_lines import epoch_lines, saved_model_line
 from train.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -388,6 +388,8 @@ def _finish(run: Run, state: checkpoint.LoopState, val_iter) -> None:
         state.best_epoch if cfg.checkpoint_frequency is None else state.epoch,
         out,
     )
+    saved = state.best_epoch if cfg.checkpoint_frequency is None else state.epoch
+    logger.info(saved_model_line(saved - 1, result["accuracy"]))  # Epoch[N] counts from 0
 
 
 def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
