@@ -1,11 +1,15 @@
 # The project's workflows, in CI order. `make help` lists them.
 SHELL := /bin/bash
 PYTHON ?= python3.11
+# The 3.11 interpreter the venvs are built with: PYTHON when it is 3.11, else one that
+# scripts/python311 finds or installs (with uv, fetched from PyPI), or it says why it cannot.
+# Worked out once, and only when a recipe that builds a venv runs.
+PY = $(eval PY := $$(shell scripts/python311 $(PYTHON)))$(PY)
 VENV := .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 
-.PHONY: help up venv deps lock lint format test test-unit test-integration test-container check-weights bench bench-pipe bench-venv clean
+.PHONY: help up python venv deps lock lint format test test-unit test-integration test-container check-weights bench bench-pipe bench-venv clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -18,11 +22,11 @@ up:  ## docker compose up with the profile this machine can run (GPU if usable, 
 VENV_NEEDS := apt-get install -y python3.11 python3.11-venv python3.11-dev gcc
 
 $(BIN)/activate: requirements/dev.in $(LOCK)
-	@command -v $(PYTHON) >/dev/null || { echo "make venv: $(PYTHON) not found ($(VENV_NEEDS))"; exit 1; }
-	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "make venv: $(PYTHON) has no venv/ensurepip module ($(VENV_NEEDS))"; exit 1; }
-	@$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { echo "make venv: the Python headers are missing ($(VENV_NEEDS))"; exit 1; }
+	@test -n "$(PY)" || exit 1  # scripts/python311 said why
+	@$(PY) -c 'import ensurepip' 2>/dev/null || { echo "make venv: $(PY) has no venv/ensurepip module ($(VENV_NEEDS))"; exit 1; }
+	@$(PY) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || { echo "make venv: the Python headers are missing ($(VENV_NEEDS))"; exit 1; }
 	@command -v gcc >/dev/null || { echo "make venv: no C compiler: sagemaker-training builds a C extension ($(VENV_NEEDS))"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/dev.in -c $(LOCK)
 	requirements/headless-opencv.sh $(BIN)/pip
@@ -35,10 +39,13 @@ TORCH_LOCK := requirements/lock-torch.txt
 # The PyTorch engine runs in its own environment: GluonCV refuses torch >= 2 and torch's CUDA
 # wheels collide with MXNet's on disk. The job's MXNet side starts it as a child process.
 $(TORCH_VENV)/bin/activate: requirements/torch.in $(TORCH_LOCK)
-	$(PYTHON) -m venv $(TORCH_VENV)
+	$(PY) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(TORCH_VENV)/bin/pip install --quiet -r requirements/torch.in -c $(TORCH_LOCK)
 	touch $(TORCH_VENV)/bin/activate
+
+python:  ## print the Python 3.11 the venvs are built with, installing one with uv if the system has none
+	@test -n "$(PY)" && echo "$(PY)"
 
 venv: $(BIN)/activate $(TORCH_VENV)/bin/activate  ## build .venv (MXNet, lock.txt) and .venv-torch (the PyTorch engine, lock-torch.txt)
 
@@ -46,7 +53,7 @@ deps: venv  ## host packages the tests need (nginx, Docker engine, debootstrap, 
 	tests/host-deps
 
 lock:  ## re-resolve requirements/*.in into requirements/lock.txt (needs the network)
-	rm -rf /tmp/oic-lock && $(PYTHON) -m venv /tmp/oic-lock
+	rm -rf /tmp/oic-lock && $(PY) -m venv /tmp/oic-lock
 	/tmp/oic-lock/bin/pip install --quiet -r requirements/dev.in
 	{ head -2 $(LOCK); /tmp/oic-lock/bin/pip freeze --exclude-editable; grep -E '^(mxnet-cu|nvidia-.*-cu1[12]==|onnxruntime-gpu==)' $(LOCK); } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
@@ -77,7 +84,7 @@ check-weights: venv  ## online machines: download every ImageNet weight file of 
 BENCH_VENV := .venv-bench
 
 $(BENCH_VENV)/bin/activate: requirements/bench.in $(LOCK)
-	$(PYTHON) -m venv $(BENCH_VENV)
+	$(PY) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/pip install --quiet -r requirements/bench.in -c $(LOCK)
 	touch $(BENCH_VENV)/bin/activate

@@ -9,7 +9,9 @@ Two local layouts are understood:
   ``train_lst/``, ``validation_lst/``, ``model/``, ``pretrained/``): mirrored as they are.
 
 An object is skipped when one with the same key, size and SHA-256 (stored in the object's
-metadata, or an MD5 ETag for single-part uploads made by other tools) is already there.
+metadata, or an MD5 ETag for single-part uploads made by other tools) is already there. With
+``prune``, objects under a channel's prefix that the channel does not list are deleted, so the
+prefix holds exactly the channel's files (a prefix the job reads whole, as a transform job does).
 """
 
 from __future__ import annotations
@@ -165,11 +167,12 @@ def is_same(s3: Any, bucket: str, upload: Upload, sha256: str, md5: str) -> bool
 
 @dataclass
 class SyncReport:
-    """How many files were uploaded and skipped, and their bytes."""
+    """How many files were uploaded, skipped and deleted (``prune``), and the uploaded bytes."""
 
     uploaded: int = 0
     skipped: int = 0
     uploaded_bytes: int = 0
+    deleted: int = 0
 
 
 def sync(
@@ -177,11 +180,15 @@ def sync(
     bucket: str,
     channels: list[Channel],
     progress: Callable[[str], None] = print,
+    prune: bool = False,
 ) -> SyncReport:
-    """Upload every file of ``channels`` whose key is not already there with the same bytes."""
+    """Upload every file of ``channels`` whose key is not already there with the same bytes;
+    with ``prune``, delete the objects under each channel's prefix that it does not list."""
     report = SyncReport()
     for channel in channels:
         sizes = existing_sizes(s3, bucket, channel.prefix)
+        if prune:
+            report.deleted += _delete(s3, bucket, set(sizes) - {u.key for u in channel.uploads})
         for upload in channel.uploads:
             size, sha256, md5 = _size_and_digests(upload)
             if sizes.get(upload.key) == size and is_same(s3, bucket, upload, sha256, md5):
@@ -198,6 +205,22 @@ def sync(
             f"  {channel.name:<15} s3://{bucket}/{channel.prefix}  ({len(channel.uploads)} files)"
         )
     return report
+
+
+def _delete(s3: Any, bucket: str, keys: set[str]) -> int:
+    """Delete ``keys`` (DeleteObjects takes at most 1000 a request); returns how many."""
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), 1000):
+        batch = [{"Key": key} for key in ordered[start : start + 1000]]
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise CliError(
+                f"could not delete s3://{bucket}/{first['Key']} ({first.get('Code')}: "
+                f"{first.get('Message')}), left from an earlier upload: delete it, or check "
+                "that your credentials allow s3:DeleteObject"
+            )
+    return len(ordered)
 
 
 def _mime(path: Path) -> str:

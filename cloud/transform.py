@@ -1,6 +1,8 @@
 """``oic transform``: a batch transform job over a folder of images, one ``.out`` file each.
 
-The images are an S3 prefix, or a local folder uploaded first (unchanged files skipped). Each
+The images are an S3 prefix, or a local folder uploaded first to a prefix named after the job
+(``<prefix>/transform/input/<job name>/``) that then holds exactly the folder's files: the job
+transforms what the folder holds, never what an earlier run of the same folder left. Each
 image is one request (``application/x-image``, ``SplitType None``, ``BatchStrategy
 SingleRecord``), and SageMaker writes the answer to ``OUTPUT/<relative key>.out``: by default the
 built-in's JSON Lines, ``{"prediction": [p0, p1, ...]}`` (``--accept application/json``: the bare
@@ -140,7 +142,7 @@ def _locations(args: argparse.Namespace, aws: Aws, name: str) -> tuple[str, str,
     if source.startswith("s3://"):
         input_uri = source if source.endswith("/") else source + "/"
     else:
-        input_uri = f"s3://{bucket}/{args.prefix}/transform/input/{Path(source).resolve().name}/"
+        input_uri = f"s3://{bucket}/{args.prefix}/transform/input/{name}/"
     output_uri = args.output or f"s3://{bucket}/{args.prefix}/transform/output/{name}/"
     if (output_uri.rstrip("/") + "/").startswith(input_uri):
         raise CliError(
@@ -204,7 +206,7 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
             print(f"{operation} {json.dumps(params, indent=2)}")
         return 0
     if files is not None:
-        _upload(aws, upload_bucket, input_uri, Path(args.input), files)
+        _upload(aws, upload_bucket, input_uri, Path(args.input), files, args.max_payload)
     sm = aws.client("sagemaker")
     for operation, params in requests:
         getattr(sm, snake(operation))(**params)
@@ -217,12 +219,26 @@ def command(args: argparse.Namespace, aws: Aws) -> int:
     return 0
 
 
-def _upload(aws: Aws, bucket: str, input_uri: str, folder: Path, files: list[Path]) -> None:
+def _upload(
+    aws: Aws, bucket: str, input_uri: str, folder: Path, files: list[Path], max_payload_mb: int
+) -> None:
+    """Make ``input_uri`` hold exactly ``files``, and say how many images the job will read."""
     check_bucket(aws.client("s3"), bucket, aws.region)
     prefix = split_s3_uri(input_uri)[1]
     uploads = tuple(Upload(p, prefix + p.relative_to(folder).as_posix()) for p in files)
-    report = sync(aws.client("s3"), bucket, [Channel("input", prefix, IMAGE, uploads)])
-    print(f"uploaded {report.uploaded} images, skipped {report.skipped} already there")
+    channel = Channel("input", prefix, IMAGE, uploads)
+    report = sync(aws.client("s3"), bucket, [channel], prune=True)
+    print(
+        f"uploaded {report.uploaded} images, skipped {report.skipped} already there, "
+        f"deleted {report.deleted} not in {folder}"
+    )
+    count = check_s3_images(aws.client("s3"), input_uri, max_payload_mb)
+    if count != len(files):
+        raise CliError(
+            f"{input_uri} holds {count} objects after uploading {len(files)}: something else "
+            "writes there; run again with another --job-name"
+        )
+    print(f"{count} images under {input_uri}")
 
 
 def _job_name(given: str | None) -> str:

@@ -25,7 +25,7 @@ from train.data import DataSpec
 from train.errors import ClientError
 from train.formats.metadata import InputConvention
 from train.insight import page as report_page
-from train.metric_lines import epoch_lines
+from train.metric_lines import epoch_lines, saved_model_line
 from train.paths import Paths
 
 logger = logging.getLogger(__name__)
@@ -255,12 +255,14 @@ def finish(job: Job, engine: Engine, state: checkpoint.LoopState) -> None:
         out, result["outputs"], result["labels"], job.spec.class_names, cfg.multi_label
     )
     report_page.save_validation(out, result["outputs"], result["labels"], job.spec.validation.rec)
+    saved = state.best_epoch if cfg.checkpoint_frequency is None else state.epoch
     logger.info(
         "Final model: validation accuracy %f (epoch %d); reports in %s",
         result["accuracy"],
-        state.best_epoch if cfg.checkpoint_frequency is None else state.epoch,
+        saved,
         out,
     )
+    logger.info(saved_model_line(saved - 1, result["accuracy"]))  # Epoch[N] counts from 0
 
 
 def _progress_bar():

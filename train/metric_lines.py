@@ -1,8 +1,8 @@
 """The per-epoch log lines, in the built-in algorithm's format, and the regexes that read them.
 
 Both live here so they cannot drift: SageMaker ``MetricDefinitions`` (used by the cloud CLI and
-documented in the README) parse exactly what :func:`epoch_lines` prints. The built-in prints
-``Epoch[0] Train-accuracy=0.150391``; existing regexes keep working.
+documented in the README) parse exactly what :func:`epoch_lines` and :func:`saved_model_line`
+print. The built-in prints ``Epoch[0] Train-accuracy=0.150391``; existing regexes keep working.
 """
 
 from __future__ import annotations
@@ -35,3 +35,19 @@ def epoch_lines(
         f"Epoch[{epoch}] Validation-loss={validation['loss']:f}",
     ]
     return lines
+
+
+def saved_model_line(epoch: int, accuracy: float) -> str:
+    """The job's last ``Validation-accuracy`` line: the saved model's, of epoch ``epoch``
+    (0-based, as in :func:`epoch_lines`).
+
+    A tuning job ranks each training job by the *latest* value its objective regex found
+    (``FinalHyperParameterTuningJobObjectiveMetric``), but without ``checkpoint_frequency`` the
+    job saves its best epoch, not its last: a job whose last epoch was worse than its best would
+    be ranked by a model it did not save. Logged once the saved model is final, in the shape of
+    an epoch line so that this product's regexes and those written for the built-in read it.
+    """
+    return (
+        f"Epoch[{epoch}] Validation-accuracy={accuracy:f} "
+        "(the saved model's: the value a tuning job ranks this job by)"
+    )

@@ -78,11 +78,10 @@ def test_a_local_folder_is_uploaded_and_transformed_with_a_model_from_the_job(
             "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": MODEL_DATA},
         }
     ]
-    input_uri = f"s3://{BUCKET}/oic/transform/input/to-classify/"
+    input_uri = f"s3://{BUCKET}/oic/transform/input/tj-1/"
     assert recorder.params("CreateTransformJob") == [request_for("tj-1", "tj-1", input_uri, output)]
     assert {p["Key"] for p in recorder.params("PutObject")} == {
-        f"oic/transform/input/to-classify/{rel}"
-        for rel in ("a.jpg", "b.jpg", "c.jpeg", "more/d.jpg")
+        f"oic/transform/input/tj-1/{rel}" for rel in ("a.jpg", "b.jpg", "c.jpeg", "more/d.jpg")
     }
     ops = recorder.ops("sagemaker")
     assert ops.index("CreateModel") < ops.index("CreateTransformJob")
@@ -90,6 +89,53 @@ def test_a_local_folder_is_uploaded_and_transformed_with_a_model_from_the_job(
     assert "tj-1: Completed" in out and f"results: {output} (2 .out files" in out
     answer = json.loads((download / "more" / "d.jpg.out").read_text())
     assert answer == {"prediction": [0.2, 0.7, 0.1]}
+
+
+def _keys_under(s3: Any, uri: str) -> set[str]:
+    prefix = uri.removeprefix(f"s3://{BUCKET}/")
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    return {o["Key"].removeprefix(prefix) for o in listed}
+
+
+def test_each_run_transforms_exactly_the_images_of_its_folder(
+    session, recorder, bucket, setup_client, images, tmp_path, capsys
+) -> None:
+    """A second run on a smaller folder of the same name reads only that folder's images."""
+    setup_client("sagemaker").create_model(
+        ModelName="pets", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}
+    )
+    smaller = tmp_path / "again" / images.name
+    smaller.mkdir(parents=True)
+    (smaller / "b.jpg").write_bytes((images / "b.jpg").read_bytes())
+    s3 = setup_client("s3")
+    for folder, name in ((images, "tj-big"), (smaller, "tj-small")):
+        args = [str(folder), "--model-name", "pets", "--job-name", name, "--no-wait"]
+        assert run(*args, session=session) == 0
+    first, second = (
+        r["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+        for r in recorder.params("CreateTransformJob")
+    )
+    assert _keys_under(s3, first) == {"a.jpg", "b.jpg", "c.jpeg", "more/d.jpg"}
+    assert _keys_under(s3, second) == {"b.jpg"}
+    out = capsys.readouterr().out
+    assert f"4 images under {first}" in out and f"1 images under {second}" in out
+
+
+def test_a_rerun_under_the_same_job_name_deletes_what_the_folder_no_longer_holds(
+    session, recorder, bucket, setup_client, images, capsys
+) -> None:
+    """E.g. CreateTransformJob refused after the upload, then the folder trimmed and rerun."""
+    setup_client("sagemaker").create_model(
+        ModelName="pets", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}
+    )
+    s3 = setup_client("s3")
+    s3.put_object(Bucket=BUCKET, Key="oic/transform/input/tj-4/gone.jpg", Body=b"\xff\xd8")
+    args = [str(images), "--model-name", "pets", "--job-name", "tj-4", "--no-wait"]
+    assert run(*args, session=session) == 0
+    uri = f"s3://{BUCKET}/oic/transform/input/tj-4/"
+    assert _keys_under(s3, uri) == {"a.jpg", "b.jpg", "c.jpeg", "more/d.jpg"}
+    out = capsys.readouterr().out
+    assert f"deleted 1 not in {images}" in out and f"4 images under {uri}" in out
 
 
 def test_an_s3_prefix_with_an_existing_model(
@@ -196,12 +242,12 @@ def test_dry_run_prints_the_requests_and_sends_nothing(session, recorder, images
     args = [str(images), "--training-job", "job-1", "--role", ROLE, "--job-name", "dry"]
     assert run(*args, "--dry-run", session=session) == 0
     out = capsys.readouterr().out
-    assert f"would upload 4 files to s3://{BUCKET}/oic/transform/input/to-classify/" in out
+    assert f"would upload 4 files to s3://{BUCKET}/oic/transform/input/dry/" in out
     request = json.loads(out[out.index("CreateTransformJob ") + len("CreateTransformJob ") :])
     assert request == request_for(
         "dry",
         "dry",
-        f"s3://{BUCKET}/oic/transform/input/to-classify/",
+        f"s3://{BUCKET}/oic/transform/input/dry/",
         f"s3://{BUCKET}/oic/transform/output/dry/",
     )
     assert recorder.calls == []

@@ -48,10 +48,16 @@ def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path):
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     accuracies = _validation_accuracies(result.stdout)
-    assert len(accuracies) == 3
+    assert len(accuracies) == 3 + 1  # each epoch's, then the saved model's
     assert max(accuracies) >= 0.8  # chance is 1/3
     for definition in METRIC_DEFINITIONS[:2]:
         assert re.search(definition["Regex"], result.stdout), definition
+    # A tuning job ranks the job by the last value its objective regex reads: the saved epoch's
+    # (the params file's number counts epochs from 1), not the last epoch's.
+    objective = next(d["Regex"] for d in METRIC_DEFINITIONS if d["Name"] == "validation:accuracy")
+    (saved,) = artifacts.params_epochs(tiny_tree / "model")
+    tuned = float(re.findall(objective, result.stdout)[-1])
+    assert tuned == accuracies[saved - 1] == max(accuracies[:3]), accuracies
     files = artifacts.locate_model(tiny_tree / "model")
     assert files.classes == ["class_0", "class_1", "class_2"]
     assert files.image_shape == (3, 32, 32)

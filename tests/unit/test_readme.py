@@ -8,7 +8,7 @@ import pytest
 
 from train.config import SPECS
 from train.metric_lines import METRIC_DEFINITIONS
-from train.weights import catalog
+from train.weights import catalog, fetch
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 WEIGHTS_DOC = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
@@ -36,14 +36,15 @@ def test_readme_names_no_unknown_hyperparameter():
 
 def _checksum_words(checksum: catalog.Checksum | None) -> str:
     if checksum is None:
-        return "not pinned yet"
+        return "**unverified**: no checksum pinned"
     full = len(checksum.value) in (40, 64)
     return checksum.algorithm if full else f"{checksum.algorithm} prefix"
 
 
 @pytest.mark.parametrize("weights", catalog.WEIGHT_FILES, ids=lambda w: w.cache_name)
 def test_the_weights_doc_lists_every_catalog_row(weights: catalog.WeightFile):
-    sources = ", ".join(f"{f.source} ({_checksum_words(f.checksum)})" for f in weights.files)
+    tried = fetch.attempts([weights], fetch.source_bases({}))  # the default order
+    sources = ", ".join(f"{f.source} ({_checksum_words(f.checksum)})" for _, f, _ in tried)
     row = (
         f"| {weights.depth} | `{weights.set_name}` | `{weights.gluon_name}` | {weights.top1} "
         f"| {sources} |"

@@ -6,6 +6,8 @@ A *weight set* is one training run's weights for each depth it covers (torchvisi
 publishes: torchvision file names carry the first 8 hex digits of the file's sha256, GluonCV
 publishes the sha1 of the extracted ``.params`` file, and the Hugging Face Hub shows the full
 sha256 of each file (``None`` where it was not known here: ``make check-weights`` prints it).
+A file without a checksum is downloaded only when no source with one gives a candidate
+(:func:`train.weights.fetch.attempts`), and its log lines say it is unverified.
 
 The network must match the weights: torchvision's ResNet-50/101/152 put the stride of a
 bottleneck on its 3x3 convolution, as GluonCV's ``resnet*_v1b`` do; GluonCV's ``resnet*_v1``
@@ -14,6 +16,7 @@ put it on the first 1x1 convolution. ResNet-18/34 (basic blocks) are the same ne
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 IMAGENET_DEPTHS = (18, 34, 50, 101, 152)
@@ -43,6 +46,13 @@ class Checksum:
         """True when ``hexdigest`` (full) starts with the published value."""
         return len(self.value) >= 8 and hexdigest.lower().startswith(self.value.lower())
 
+    def describe(self) -> str:
+        """How a download is checked, in words for the log: ``sha256 verified`` and the like."""
+        full = len(self.value) == hashlib.new(self.algorithm).digest_size * 2
+        whole = "" if full else f" prefix ({len(self.value)} hex digits)"
+        member = " of the .params in the zip" if self.of_member else ""
+        return f"{self.algorithm}{whole}{member} verified"
+
 
 @dataclass(frozen=True)
 class SourceFile:
@@ -52,6 +62,13 @@ class SourceFile:
     path: str
     fmt: str
     checksum: Checksum | None
+
+    @property
+    def verification(self) -> str:
+        """How a download of this file is checked, in words for the log."""
+        if self.checksum is None:
+            return "UNVERIFIED: no checksum pinned"
+        return self.checksum.describe()
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,10 @@
 
 Sources are tried in the user's order (``IC_WEIGHT_SOURCES``: comma-separated names, each
 optionally ``name=base_url`` for a mirror; ``HF_ENDPOINT`` and ``MXNET_GLUON_REPO`` keep their
-usual meaning). Every download goes to a temporary file in the target folder and is checked
-against the published checksum before it is renamed into place, so a failed or tampered download
-leaves nothing behind; each failure is logged with its URL and reason.
+usual meaning), those whose file has a checksum pinned in the catalog first (:func:`attempts`).
+Every download goes to a temporary file in the target folder and is checked against the
+published checksum before it is renamed into place, so a failed or tampered download leaves
+nothing behind; each failure is logged with its URL and reason.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,11 +126,15 @@ def _unzip_params(archive: Path, target: Path) -> None:
                 out.write(chunk)
 
 
-def _verify(source: SourceFile, path: Path) -> None:
+def _verify(source: SourceFile, path: Path, url: str) -> None:
     if source.checksum is None:
         logger.warning(
-            "No published checksum is pinned for %s; sha256 %s (pin it in the catalog)",
-            source.path,
+            "UNVERIFIED DOWNLOAD: no checksum is pinned for %s, so nothing shows it is the "
+            "file its publisher released (sha256 %s). It is used only because no source with a "
+            "pinned checksum gave these weights; to be sure, check that sha256 against the "
+            "publisher and pin it in train/weights/catalog.py, or give your own file in the "
+            "'pretrained' channel",
+            url,
             file_digest(path, "sha256"),
         )
         return
@@ -156,22 +161,39 @@ def fetch_one(source: SourceFile, base: str, folder: Path) -> Path:
         if source.fmt == GLUONCV_ZIP:
             of_member = source.checksum is not None and source.checksum.of_member
             if not of_member:
-                _verify(source, tmp)
+                _verify(source, tmp, url)
             extracted = tmp.with_suffix(".params")
             try:
                 _unzip_params(tmp, extracted)
                 if of_member:
-                    _verify(source, extracted)
+                    _verify(source, extracted, url)
             except BaseException:
                 extracted.unlink(missing_ok=True)
                 raise
             extracted.replace(tmp)
         else:
-            _verify(source, tmp)
+            _verify(source, tmp, url)
         return tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def attempts(
+    candidates: Sequence[WeightFile], bases: Mapping[str, str]
+) -> list[tuple[WeightFile, SourceFile, str]]:
+    """``(weights, source, base URL)`` in the order to try them: first every source whose file
+    has a pinned checksum (candidates in their order, sources in ``bases`` order), then the same
+    for the files without one. A file that can be verified wins over a better-ranked one that
+    cannot; an unverified file is used only when nothing verifiable can be had."""
+    found = [
+        (weights, source, base)
+        for weights in candidates
+        for name, base in bases.items()
+        for source in weights.files
+        if source.source == name
+    ]
+    return sorted(found, key=lambda attempt: attempt[1].checksum is None)  # stable
 
 
 @dataclass(frozen=True)
@@ -190,22 +212,24 @@ def fetch(
     bases: Mapping[str, str],
     install: Callable[[Path, SourceFile], None],
 ) -> Fetched:
-    """Download ``weights`` from the sources in ``bases`` order until one gives a file that
-    verifies and that ``install(raw_file, source)`` accepts (it converts or moves the file; an
-    exception from it counts as that source's failure). The raw file is always removed.
+    """Download ``weights`` from the sources in :func:`attempts` order until one gives a file
+    that verifies and that ``install(raw_file, source)`` accepts (it converts or moves the file;
+    an exception from it counts as that source's failure). The raw file is always removed.
 
     Raises:
         FetchFailed: listing every URL tried.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    by_source = {f.source: f for f in weights.files}
     failures: list[Failure] = []
-    for name, base in bases.items():
-        source = by_source.get(name)
-        if source is None:
-            continue
+    for _, source, base in attempts([weights], bases):
         url = base + source.path
-        logger.info("Downloading %s ResNet-%d from %s", weights.set_name, weights.depth, url)
+        logger.info(
+            "Downloading %s ResNet-%d from %s (%s)",
+            weights.set_name,
+            weights.depth,
+            url,
+            source.verification,
+        )
         try:
             raw = fetch_one(source, base, folder)
             try:

@@ -51,26 +51,29 @@ def save_params(arrays: dict, target: Path) -> None:
 def download(
     candidates: list[catalog.WeightFile], cache: Path, bases: dict[str, str]
 ) -> tuple[Weights, list[fetch.Failure]]:
-    """The first candidate any source gives, converted into ``cache``.
+    """The first candidate a source gives, in :func:`fetch.attempts` order (every verifiable
+    file before any unverifiable one), converted into ``cache``.
 
     Raises:
         fetch.FetchFailed: with every failed URL, when no candidate could be downloaded.
     """
     failures: list[fetch.Failure] = []
-    for weights in candidates:
+    for weights, source, base in fetch.attempts(candidates, bases):
         target = cache / weights.cache_name
 
         def install(raw: Path, source: catalog.SourceFile, weights=weights, target=target):
             materialise(weights, raw, source.fmt, target)
 
         try:
-            got = fetch.fetch(weights, cache, bases, install)
+            got = fetch.fetch(weights, cache, {source.source: base}, install)
         except fetch.FetchFailed as exc:
             failures.extend(exc.failures)
             continue
-        failures.extend(got.failures)
-        origin = f"{weights.set_name} ({weights.top1} ImageNet top-1) from {got.source.source}: "
-        return Weights(target, weights.variant, origin + got.url), failures
+        origin = (
+            f"{weights.set_name} ({weights.top1} ImageNet top-1) from {source.source}, "
+            f"{source.verification}: {got.url}"
+        )
+        return Weights(target, weights.variant, origin), failures
     raise fetch.FetchFailed(failures)
 
 
