@@ -8,6 +8,7 @@ ONNX user would, and MXNet opens the checkpoint as built-in users' scripts do
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,15 +33,18 @@ def pixels_of(files: list[Path], image_shape: tuple[int, int, int]) -> np.ndarra
     return np.stack([stretched_pixels(path, size, channels) for path in files])
 
 
-def max_difference(onnx_file: Path, prefix: Path, epoch: int, pixels: np.ndarray) -> float:
+def max_difference(
+    onnx_file: Path, prefix: Path, epoch: int, pixels: np.ndarray, symbol: Any = None
+) -> float:
     """Largest |ONNX Runtime - plain MXNet| over batches of 1 and 8 taken from ``pixels``;
-    asserts both see the same batch shape and answer with the same shape."""
+    asserts both see the same batch shape and answer with the same shape. ``symbol``: the
+    graph plain MXNet runs instead of the saved one (a float16 model's float32 twin)."""
     worst = 0.0
     for size in BATCH_SIZES:
         batch = pixels[:size]
         assert len(batch) == size, f"need at least {size} images"
         ours = onnx_runtime_predict(onnx_file, batch)
-        theirs = plain_mxnet_predict(prefix, epoch, batch)
+        theirs = plain_mxnet_predict(prefix, epoch, batch, symbol)
         assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
         worst = max(worst, float(np.abs(ours - theirs).max()))
     return worst

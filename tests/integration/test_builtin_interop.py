@@ -25,6 +25,9 @@ from tests.integration.conftest import run_training
 
 pytestmark = pytest.mark.integration
 FIRST_EPOCH = re.compile(r"Epoch\[0\] Validation-accuracy=([0-9.]+)")
+# Largest drop of accuracy allowed in the first epoch of incremental training from a seed.
+SEED_MARGIN = 0.1
+SEED_LEARNING_RATE = "0.0001"  # see test_incremental_training_starts_from_the_builtin_models_...
 
 
 def served(
@@ -54,7 +57,7 @@ def agreement(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
 @pytest.mark.parametrize("variant", bm.VARIANTS, ids=[v.name for v in bm.VARIANTS])
 def test_a_builtin_model_is_served_as_plain_mxnet_answers(builtin_model, variant, tmp_path):
     model = builtin_model(variant)
-    assert model.accuracy >= 0.9, f"the built-in-style model did not learn: {model.accuracy}"
+    assert model.accuracy >= bm.MIN_ACCURACY, f"the fixture did not learn: {model.accuracy}"
     expected = model.predict(model.validation_pixels())
     got = served(model.model_dir, tmp_path, [path for path, _ in model.data.validation])
     same, max_diff = agreement(got, expected)
@@ -107,9 +110,13 @@ def multi_label_lists(data_dir: Path, model: bm.BuiltinModel) -> float:
 def test_incremental_training_starts_from_the_builtin_models_accuracy(
     builtin_model, variant, tmp_path
 ):
-    """The learning rate is fixed low and 300 images validate, so a gap means a conversion
-    error (input convention, classifier), not the optimiser. Square images, resize = size:
-    the product's resize + crop sees what the seed's stretch saw."""
+    """The first epoch starts from the seed: at :data:`SEED_LEARNING_RATE` one epoch may move
+    its accuracy a little either way, and :data:`SEED_MARGIN` bounds the drop. The rate is what
+    lets the test fail: a network that lost the seed (its input convention, its classifier)
+    learns next to nothing in one epoch at this rate, while at 0.01 it relearns the RGB task in
+    that epoch (a fresh network: 0.37 vs 1.0; the fc seed with its classifier weights dropped:
+    0.33 vs 1.0). Square images, resize = size: the product's resize + crop sees what the
+    seed's stretch saw."""
     model = builtin_model(variant)
     shape = ",".join(map(str, model.image_shape))
     hyperparameters = {
@@ -118,7 +125,7 @@ def test_incremental_training_starts_from_the_builtin_models_accuracy(
         "resize": str(variant.size),
         "num_classes": "3",
         "epochs": "1",
-        "learning_rate": "0.01",
+        "learning_rate": SEED_LEARNING_RATE,
         "mini_batch_size": "16",
         "use_pretrained_model": "0",
         "multi_label": "1" if variant.multi_label else "0",
@@ -134,7 +141,7 @@ def test_incremental_training_starts_from_the_builtin_models_accuracy(
     assert "(classifier kept)" in log and "takes raw pixels" in log
     first = float(FIRST_EPOCH.search(log).group(1))
     print(f"\n{variant.name}: seed accuracy {seed_accuracy:.4f}, first epoch {first:.4f}")
-    assert abs(first - seed_accuracy) <= 0.05, (first, seed_accuracy)
+    assert first >= seed_accuracy - SEED_MARGIN, (first, seed_accuracy)
     written = json.loads((base / "model" / "model-metadata.json").read_text())["input"]
     assert written == {
         "pixels": "raw",

@@ -41,7 +41,9 @@ def test_builtin_model_exports_with_plain_mxnet_answers(builtin_model, variant, 
     path = onnx_format.write(model.model_dir, tmp_path / "model.onnx")
 
     pixels = spread(model.validation_pixels())
-    diff = max_difference(path, model.model_dir / bm.PREFIX, model.epoch, pixels)
+    diff = max_difference(
+        path, model.model_dir / bm.PREFIX, model.epoch, pixels, model.plain_symbol
+    )
     print(f"\n{variant.name}: ONNX Runtime vs plain MXNet, max abs diff {diff:.1e}")
     assert diff <= TOLERANCE
     exported = onnx.load(str(path))
@@ -51,8 +53,9 @@ def test_builtin_model_exports_with_plain_mxnet_answers(builtin_model, variant, 
     assert [(o.domain, o.version) for o in exported.opset_import] == [("", onnx_format.OPSET)]
 
 
-def test_conversion_command_on_a_builtin_model_tarball(builtin_model, tmp_path):
-    model = builtin_model(bm.SMALL)
+@pytest.mark.parametrize("variant", [bm.SMALL, bm.FLOAT16], ids=["small", "float16"])
+def test_conversion_command_on_a_builtin_model_tarball(builtin_model, variant, tmp_path):
+    model = builtin_model(variant)
     tarball = tmp_path / "model.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         for path in model.model_dir.iterdir():
@@ -70,7 +73,8 @@ def test_conversion_command_on_a_builtin_model_tarball(builtin_model, tmp_path):
     written = tmp_path / "model.onnx"  # beside the tarball by default
     assert f"wrote {written}" in result.stdout
     pixels = spread(model.validation_pixels())
-    assert max_difference(written, model.model_dir / bm.PREFIX, model.epoch, pixels) <= TOLERANCE
+    prefix, symbol = model.model_dir / bm.PREFIX, model.plain_symbol
+    assert max_difference(written, prefix, model.epoch, pixels, symbol) <= TOLERANCE
 
 
 def test_conversion_command_names_what_is_missing(tmp_path, capsys):
@@ -83,7 +87,7 @@ def test_conversion_command_names_what_is_missing(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("variant", [bm.SMALL, bm.MULTI_LABEL], ids=["small", "multi_label"])
+@pytest.mark.parametrize("variant", [bm.SMALL, bm.MULTI_LABEL, bm.FLOAT16], ids=lambda v: v.name)
 def test_builtin_model_is_converted_at_load_and_served_by_onnx_runtime(
     builtin_model, variant, tmp_path, caplog
 ):

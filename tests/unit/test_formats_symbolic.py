@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -88,4 +90,38 @@ def test_a_checkpoint_for_other_input_channels_is_refused(tmp_path):
     with pytest.raises(ClientError, match="does not take 1x28x28 input"):
         mxnet_checkpoint.from_checkpoint(*paths, 2, (1, 28, 28), 20)
     net = mxnet_checkpoint.from_checkpoint(*paths, 2, (3, 28, 28), 20)
+    assert net(mx.nd.zeros((1, 3, 28, 28))).shape == (1, 2)
+
+
+@pytest.fixture
+def float16_checkpoint(tmp_path):
+    """An untrained :data:`~tests.builtin_models.FLOAT16` model saved as a float16 job saves
+    it, and its graph's float32 twin (what plain MXNet runs on a CPU)."""
+    symbol = bm.resnet_symbol(bm.FLOAT16, 3)
+    twin = bm.resnet_symbol(replace(bm.FLOAT16, dtype="float32"), 3)
+    module = mx.mod.Module(twin, context=mx.cpu())
+    module.bind(data_shapes=[("data", (1, 3, 28, 28))], label_shapes=[("softmax_label", (1,))])
+    module.init_params(mx.init.Xavier(magnitude=2))
+    args, auxs = bm.saved_params(symbol, *module.get_params())
+    mx.model.save_checkpoint(str(tmp_path / "net"), 1, symbol, args, auxs)
+    return tmp_path / "net-symbol.json", tmp_path / "net-0001.params", twin
+
+
+def test_a_float16_model_loads_in_float32_and_answers_as_plain_mxnet(float16_checkpoint):
+    symbol_file, params_file, twin = float16_checkpoint
+    stored = symbolic.load_params(params_file)
+    assert stored["conv0_weight"].dtype == np.float16 and stored["fc1_bias"].dtype == np.float16
+    assert stored["bn_data_moving_var"].dtype == np.float32
+    symbol, params = symbolic.load(symbol_file, params_file)
+    assert {v.dtype for v in params.values()} == {np.float32}
+    assert "float16" not in symbol.tojson()
+    batch = np.random.default_rng(0).uniform(0, 255, (4, 3, 28, 28)).astype(np.float32)
+    got = symbolic.GraphModel(symbol, params, mx.cpu())(mx.nd.array(batch)).asnumpy()
+    expected = bm.plain_mxnet_predict(symbol_file.with_name("net"), 1, batch, twin)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_float16_checkpoint_in_the_pretrained_channel_transfers(float16_checkpoint):
+    symbol_file, params_file, _ = float16_checkpoint
+    net = mxnet_checkpoint.from_checkpoint(symbol_file, params_file, 2, (3, 28, 28), 20)
     assert net(mx.nd.zeros((1, 3, 28, 28))).shape == (1, 2)

@@ -60,17 +60,18 @@ def open_model(model_dir: Path) -> SavedModel:
 def inference_graph(saved: SavedModel) -> tuple[mx.sym.Symbol, dict[str, mx.nd.NDArray]]:
     """The model's graph on raw 0-255 pixels and its parameters (unprefixed names). A model
     that expects normalised pixels gets the normalisation prepended: this is the only place
-    that adapts a model to raw input (the server's, and ``model.onnx``'s)."""
-    symbol = mx.sym.load(str(saved.files.symbol))
+    that adapts a model to raw input (the server's, and ``model.onnx``'s). A float16 model's
+    graph and weights come in float32 (:func:`~train.formats.symbolic.load`)."""
+    symbol, params = symbolic.load(saved.files.symbol, saved.files.params)
     if saved.convention.pixels == "normalized":
         data = mx.sym.var("data")
         symbol = symbol(data=normalize_pixels(mx.sym, data, saved.convention.channels))
-    return symbol, symbolic.load_params(saved.files.params)
+    return symbol, params
 
 
 def load_for_inference(saved: SavedModel, ctx: mx.Context) -> symbolic.GraphModel:
     """The model as a callable on raw 0-255 pixels that outputs what its graph outputs
-    (probabilities), see :func:`inference_graph`."""
+    (probabilities), in float32 (see :func:`inference_graph`)."""
     return symbolic.GraphModel(*inference_graph(saved), ctx)
 
 
@@ -99,9 +100,9 @@ def seed_network(
             f"image_shape {','.join(map(str, image_shape))} differs from the seed model's "
             f"{','.join(map(str, files.image_shape))}; incremental training needs the same shape"
         )
-    params = symbolic.load_params(files.params)
+    symbol, params = symbolic.load(files.symbol, files.params)
     features, head_params = symbolic.features_block(
-        mx.sym.load(str(files.symbol)), params, f"the seed model's {files.params.name}"
+        symbol, params, f"the seed model's {files.params.name}"
     )
     weight, bias = (params.get(name) for name in [*head_params, None][:2])
     head = fresh_head(num_classes, in_units=0 if weight is None else weight.shape[1])

@@ -66,8 +66,7 @@ def from_checkpoint(
         ClientError: unreadable files, or a graph that does not take ``image_shape`` input.
     """
     try:
-        symbol = mx.sym.load(str(symbol_file))
-        params = symbolic.load_params(params_file)
+        symbol, params = symbolic.load(symbol_file, params_file)
     except mx.base.MXNetError as exc:
         raise ClientError(f"cannot read the checkpoint {symbol_file.name}: {exc}") from None
     found = symbolic.depth(symbol)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mxnet as mx
+import numpy as np
 from mxnet import gluon
 
 from train.errors import ClientError
@@ -28,9 +29,57 @@ _LOSS_HEADS = frozenset(
 )
 
 
+# A reduced-precision training job's graph casts to these types; the product computes in float32.
+_HALF_TYPES = frozenset({"float16", "bfloat16"})
+_CAST_OPS = frozenset({"Cast", "amp_cast"})
+_HALF_TYPE_FLAGS = frozenset({"2", "12"})  # a variable's ``__dtype__``: float16, bfloat16
+
+
 def load_params(path: Path) -> dict[str, mx.nd.NDArray]:
     """A ``.params`` file as ``{name: array}``, ``arg:`` / ``aux:`` prefixes removed."""
     return {k.split(":", 1)[-1]: v for k, v in mx.nd.load(str(path)).items()}
+
+
+def load(symbol_file: Path, params_file: Path) -> tuple[mx.sym.Symbol, dict[str, mx.nd.NDArray]]:
+    """A saved graph and its parameters (unprefixed names), in float32 whatever precision the
+    model was trained in.
+
+    A job with ``precision_dtype=float16`` (the built-in's, MXNet's ``resnet.py`` with
+    ``dtype='float16'``) saves a graph that casts ``data`` to float16 and back to float32 after
+    the classifier, with float16 convolution and FullyConnected weights (BatchNorm's stay
+    float32). Gluon refuses float16 weights for the float32 parameters it infers, and MXNet has
+    no float16 GEMM on the CPU, so its casts to float16 become casts to float32 and every weight
+    is cast to float32: one graph for the CPU, GPUs, ONNX and incremental training (whose mixed
+    precision adds its own float16 casts).
+    """
+    symbol, params = mx.sym.load(str(symbol_file)), load_params(params_file)
+    half = {name for name, value in params.items() if value.dtype == np.float16}
+    graph = json.loads(symbol.tojson())
+    casts = [node for node in graph["nodes"] if _casts_to_half(node)]
+    if not half and not casts:
+        return symbol, params
+    for node in casts:
+        attrs = node["attrs"]
+        if "dtype" in attrs:
+            attrs["dtype"] = "float32"
+        if "__dtype__" in attrs:
+            attrs["__dtype__"] = "0"
+    logger.info(
+        "%s is a reduced-precision model (%d float16 weights, %d casts to half precision in "
+        "its graph): computing in float32",
+        params_file.name,
+        len(half),
+        len(casts),
+    )
+    params = {k: v.astype("float32") if k in half else v for k, v in params.items()}
+    return mx.sym.load_json(json.dumps(graph)), params
+
+
+def _casts_to_half(node: dict[str, Any]) -> bool:
+    attrs = node.get("attrs") or {}
+    if node["op"] in _CAST_OPS and attrs.get("dtype") in _HALF_TYPES:
+        return True
+    return node["op"] == "null" and attrs.get("__dtype__") in _HALF_TYPE_FLAGS
 
 
 def nodes(symbol: mx.sym.Symbol) -> list[dict[str, Any]]:
