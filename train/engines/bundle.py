@@ -34,6 +34,7 @@ class Bundle:
     cfg: TrainConfig
     spec: DataSpec
     pos_weight: np.ndarray | None
+    streamed: bool = False  # Pipe mode: the engine reads the train channel's FIFOs itself
 
     @property
     def symbol(self) -> Path:
@@ -65,6 +66,7 @@ def write_job(
         "label_width": spec.label_width,
         "iter_resize": spec.iter_resize,
         "pos_weight": None if pos_weight is None else pos_weight.reshape(-1).tolist(),
+        "train_streamed": spec.train_stream is not None,
     }
     artifacts.atomic_write_json(directory / JOB_FILE, doc)
 
@@ -82,4 +84,5 @@ def read(directory: Path) -> Bundle:
     )
     weights = doc["pos_weight"]
     pos_weight = None if weights is None else np.asarray(weights, np.float32).reshape(1, -1)
-    return Bundle(directory, parse_hyperparameters(doc["hyperparameters"]), spec, pos_weight)
+    cfg = parse_hyperparameters(doc["hyperparameters"])
+    return Bundle(directory, cfg, spec, pos_weight, bool(doc.get("train_streamed")))

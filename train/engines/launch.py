@@ -55,11 +55,6 @@ def torch_python() -> Path:
 def write_bundle(paths: Paths, cfg: TrainConfig, stop: threading.Event, chief: bool) -> Path:
     """Pack the data and export the initial network: what the engine process trains from."""
     spec = prepare(paths, cfg, stop, chief=chief)
-    if spec.train_stream is not None:
-        raise ClientError(
-            "a Pipe-mode train channel is not supported by training_engine=pytorch yet: use "
-            "File mode (or FastFile) for the train channel, or training_engine=mxnet"
-        )
     mx.random.seed(cfg.seed)
     net = network.build_network(paths, cfg, spec.num_classes)
     net.initialize(mx.init.Xavier(), ctx=mx.cpu())  # only what is still uninitialised

@@ -24,8 +24,11 @@ from train.engines.bundle import Bundle
 from train.engines.torch import augment, losses, optim, precision
 from train.engines.torch.data import RecordLoader
 from train.engines.torch.graph import SymbolNet
-from train.errors import TrainingInterrupted
+from train.errors import ClientError, TrainingInterrupted
 from train.formats import params_io
+from train.inputs import pipe_mode
+from train.inputs.channels import read_channels
+from train.inputs.shards import PipeBatches
 from train.scoring import Scores
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ class TorchEngine:
             part_index=job.topology.rank,
             workers=workers,
         )
+        self.pipe = self._pipe(workers, local_devices) if bundle.streamed else None
         self.val_loader = RecordLoader(
             spec.validation.rec,
             spec.validation.idx if spec.validation.idx.is_file() else None,
@@ -90,6 +94,49 @@ class TorchEngine:
             workers=workers,
         )
         self._epoch = 0
+
+    def _pipe(self, workers: int, local_devices: int) -> PipeBatches:
+        """Pipe mode: this process reads one FIFO per epoch in shards, as the MXNet engine."""
+        job, cfg = self.job, self.job.cfg
+        if local_devices > 1:
+            raise ClientError(
+                "a Pipe-mode train channel feeds one process per host, and the PyTorch engine "
+                f"trains with one process per GPU ({local_devices} here): use File or FastFile "
+                "mode for the train channel, or training_engine=mxnet"
+            )
+        channel = read_channels(job.paths.input_data_config)["train"]
+        source = pipe_mode.source(job.paths, cfg, channel, lossless=False, stop=job.stop)
+        settings = self.train_loader.settings
+
+        def open_shard(shard, seed: int):
+            loader = RecordLoader(
+                shard.rec,
+                shard.idx,
+                settings,
+                batch_size=self.rank_batch,
+                label_width=job.spec.label_width,
+                training=True,
+                seed=seed,
+                workers=workers,
+            )
+            return loader.epoch(0)
+
+        return PipeBatches(
+            source,
+            open_shard,
+            batch_size=self.rank_batch,
+            shuffle_buffer=cfg.pipe_shuffle_buffer,
+            expected=job.spec.train.count,
+            seed=cfg.seed,
+            workers=workers,
+            part=(job.topology.rank, job.topology.num_workers),
+        )
+
+    def _train_batches(self, epoch: int):
+        if self.pipe is None:
+            return self.train_loader.epoch(epoch)
+        self.pipe.reset()
+        return iter(self.pipe)
 
     # -- the driver's interface ------------------------------------------------------------
     def start(self, first_epoch: int) -> None:
@@ -110,7 +157,7 @@ class TorchEngine:
         scores = Scores(self)
         start = tick = time.time()
         stop = self.job.stop
-        for i, batch in enumerate(self.train_loader.epoch(epoch)):
+        for i, batch in enumerate(self._train_batches(epoch)):
             if self._stopping(stop):
                 raise TrainingInterrupted(f"stop requested during epoch {epoch}")
             x = self._inputs(batch.data)
