@@ -1,0 +1,313 @@
+"""The PyTorch engine's optimizers, losses and loss scaler against MXNet 1.9.1 itself.
+
+MXNet computes every expectation here, in this process, through the product's own set-up
+(``train.loop.make_trainer``, ``train.engine``'s losses and batch split); the torch side replays
+the same inputs in ``.venv-torch`` (``tests/torch_optim_side.py``, one process for the module).
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+from mxnet.contrib.amp.loss_scaler import LossScaler
+
+from tests.torch_subprocess import run_torch_module
+from train import engine, loop
+from train.config import TrainConfig
+
+TOLERANCE = 1e-6
+STEPS, LR_STEP_AT, BATCH = 20, 10, 8
+SHAPES = [(4, 3), (6,), (2, 3, 2, 2)]
+SCHEDULE = {"lr_scheduler_step": (1,), "lr_scheduler_factor": 0.1}  # "epoch" = step // 10
+SGD = {"optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.01}
+ADAPTIVE = {"learning_rate": 0.1, "eps": 1e-3}  # an epsilon the gradients' size makes count
+# name -> (hyperparameters, gradient size, weight decay passed to the optimizer directly)
+CASES = {
+    "sgd": (SGD, 1.0, None),
+    "sgd_no_momentum": ({**SGD, "momentum": 0.0}, 1.0, None),
+    "nag": ({**SGD, "optimizer": "nag"}, 1.0, None),
+    "adam": ({**ADAPTIVE, "optimizer": "adam", "beta_1": 0.8, "beta_2": 0.99}, 0.01, None),
+    "rmsprop": ({**ADAPTIVE, "optimizer": "rmsprop", "gamma": 0.8}, 0.01, None),
+    "adam_wd": ({**ADAPTIVE, "optimizer": "adam", "beta_1": 0.8, "beta_2": 0.99}, 0.01, 0.05),
+    "rmsprop_wd": ({**ADAPTIVE, "optimizer": "rmsprop", "gamma": 0.8}, 0.01, 0.05),
+}
+SPLITS = [(5, 2), (8, 3), (2, 4), (7, 7), (1, 3), (10, 4), (32, 3)]
+SCALER_INITIAL = 2.0**23
+SCALER_OVERFLOWS = [True, True, False, False, True] + [False] * 8010
+
+
+class _Weights(gluon.Block):
+    def __init__(self, shapes: list[tuple[int, ...]]):
+        super().__init__()
+        self.weights = [self.params.get(f"w{i}", shape=s) for i, s in enumerate(shapes)]
+
+
+def _mxnet_trajectory(name: str, tmp: Path, arrays: dict) -> list[np.ndarray]:
+    """20 steps through the Trainer the product builds, the learning rate set per "epoch"."""
+    hyper, _, wd = CASES[name]
+    cfg = TrainConfig(**hyper, **SCHEDULE)
+    net = _Weights(SHAPES)
+    net.initialize(ctx=mx.cpu())
+    for i, p in enumerate(net.weights):
+        p.set_data(mx.nd.array(arrays[f"{name}/w{i}"]))
+    if wd is None:
+        topology = loop.Topology(kvstore="device", checkpoint_dir=tmp)
+        trainer = loop.make_trainer(net, cfg, topology, mixed=False)
+    else:
+        optimizer = loop.make_optimizer(cfg)
+        optimizer.wd = wd
+        trainer = gluon.Trainer(net.collect_params(), optimizer, kvstore="device")
+    for k in range(STEPS):
+        trainer.set_learning_rate(loop.learning_rate(cfg, k // LR_STEP_AT))
+        with autograd.record():
+            total = [
+                (p.data() * mx.nd.array(arrays[f"{name}/g{i}"][k])).sum()
+                for i, p in enumerate(net.weights)
+            ]
+        autograd.backward(total)
+        trainer.step(BATCH)
+    return [p.data().asnumpy() for p in net.weights]
+
+
+def _mxnet_losses(arrays: dict, dtype: str) -> dict[str, np.ndarray]:
+    """Gluon's losses as the product calls them, and their gradients w.r.t. the logits.
+
+    In float64 MXNet runs its own kernels, as it does on GPUs. In float32 on the CPU it hands
+    ``log_softmax`` to oneDNN, whose result is about 3e-6 off the exact value (measured here).
+    """
+    out = {}
+    multi = mx.nd.array(arrays["loss/multi"], dtype=dtype)
+    for kind, multi_label, labels, pos_weight in (
+        ("softmax", False, mx.nd.array(arrays["loss/labels"], dtype=dtype), None),
+        ("bce", True, multi, None),
+        ("bce_weighted", True, multi, mx.nd.array(arrays["loss/pos_weight"], dtype=dtype)),
+    ):
+        setup = engine.make_loss(multi_label, None)
+        logits = mx.nd.array(arrays["loss/logits"], dtype=dtype)
+        logits.attach_grad()
+        with autograd.record():
+            value = engine._loss(setup, logits, labels, pos_weight)
+        value.backward()
+        out[f"loss/{kind}/value/{dtype}"] = value.asnumpy()
+        out[f"loss/{kind}/grad/{dtype}"] = logits.grad.asnumpy()
+    return out
+
+
+def _mxnet_chain(case: dict, tmp: Path, arrays: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``train_one_epoch``'s step on hosts x devices CPU contexts: each host's batch split by
+    ``engine._split``, per-slice losses, gradients summed over every context (as the device
+    KVStore and dist_sync sum them), ``step(batch * hosts)``. In float64, where MXNet runs its
+    own kernels (see :func:`_mxnet_losses`)."""
+    name, hosts, devices, batch = case["name"], case["hosts"], case["devices"], case["batch"]
+    cfg = TrainConfig(**case["cfg"])
+    ctx = [mx.cpu(i) for i in range(hosts * devices)]
+    net = gluon.nn.Dense(arrays[f"{name}/weight"].shape[0], in_units=arrays[f"{name}/x"].shape[2])
+    net.initialize(ctx=ctx)
+    net.cast("float64")
+    net.weight.set_data(mx.nd.array(arrays[f"{name}/weight"], dtype="float64"))
+    net.bias.set_data(mx.nd.array(arrays[f"{name}/bias"], dtype="float64"))
+    trainer = loop.make_trainer(net, cfg, loop.Topology("device", tmp), mixed=False)
+    setup = engine.make_loss(cfg.multi_label, None)
+    weights = arrays[f"{name}/pos_weight"]
+    pos_weight = mx.nd.array(weights, dtype="float64") if case["weighted"] else None
+    for x, y in zip(arrays[f"{name}/x"], arrays[f"{name}/y"], strict=True):
+        with autograd.record():
+            losses = []
+            for h in range(hosts):
+                rows = slice(h * batch, (h + 1) * batch)
+                datas, labels = engine._split(
+                    mx.nd.array(x[rows], dtype="float64"),
+                    mx.nd.array(y[rows], dtype="float64"),
+                    ctx[h * devices : (h + 1) * devices],
+                )
+                losses += [
+                    engine._loss(setup, net(d), lab, pos_weight)
+                    for d, lab in zip(datas, labels, strict=True)
+                ]
+        autograd.backward(losses)
+        trainer.step(batch * hosts)
+    return net.weight.data().asnumpy(), net.bias.data().asnumpy()
+
+
+def _mxnet_scales() -> np.ndarray:
+    """The loss scale each step runs at, from AMP's own ``LossScaler`` (started at
+    ``SCALER_INITIAL`` through its private fields, so that the 2**24 cap is reached quickly)."""
+    scaler = LossScaler()
+    scaler._loss_scale = scaler._next_loss_scale = SCALER_INITIAL
+    grads = {
+        flag: types.SimpleNamespace(_grad=[mx.nd.array([np.inf if flag else 1.0])])
+        for flag in (True, False)
+    }
+    scales = []
+    for overflow in SCALER_OVERFLOWS:
+        scales.append(scaler.loss_scale)
+        assert scaler.has_overflow([grads[overflow]]) == overflow
+    return np.array(scales)
+
+
+def _chain_cases() -> list[dict]:
+    momentum = {**SGD, "learning_rate": 0.5}
+    return [
+        {
+            "name": "chain_softmax",
+            "hosts": 2,
+            "devices": 2,
+            "batch": 5,
+            "weighted": False,
+            "cfg": momentum,
+        },
+        {
+            "name": "chain_weighted",
+            "hosts": 1,
+            "devices": 3,
+            "batch": 8,
+            "weighted": True,
+            "cfg": {**momentum, "multi_label": True, "use_weighted_loss": True},
+        },
+    ]
+
+
+def _inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    arrays = {}
+    for name, (_, size, _) in CASES.items():
+        for i, shape in enumerate(SHAPES):
+            arrays[f"{name}/w{i}"] = rng.normal(size=shape).astype(np.float32)
+            arrays[f"{name}/g{i}"] = (rng.normal(size=(STEPS, *shape)) * size * BATCH).astype(
+                np.float32
+            )
+    logits = rng.normal(size=(6, 5)).astype(np.float32) * 3
+    logits[0, :2] = logits[3, 4] = 0.0  # where relu/abs have no slope
+    arrays["loss/logits"] = logits
+    arrays["loss/labels"] = rng.integers(0, 5, size=6).astype(np.float32)
+    arrays["loss/multi"] = (rng.random((6, 5)) > 0.6).astype(np.float32)
+    arrays["loss/pos_weight"] = rng.uniform(0.5, 4.0, size=(1, 5)).astype(np.float32)
+    for case in _chain_cases():
+        name, rows = case["name"], case["hosts"] * case["batch"]
+        arrays[f"{name}/weight"] = rng.normal(size=(4, 6)).astype(np.float32)
+        arrays[f"{name}/bias"] = rng.normal(size=4).astype(np.float32)
+        arrays[f"{name}/x"] = rng.normal(size=(3, rows, 6)).astype(np.float32)
+        if case["cfg"].get("multi_label"):
+            arrays[f"{name}/y"] = (rng.random((3, rows, 4)) > 0.5).astype(np.float32)
+        else:
+            arrays[f"{name}/y"] = rng.integers(0, 4, size=(3, rows)).astype(np.float32)
+        arrays[f"{name}/pos_weight"] = rng.uniform(0.5, 4.0, size=(1, 4)).astype(np.float32)
+    arrays["scaler/w"] = rng.normal(size=3).astype(np.float32)
+    arrays["scaler/grads"] = rng.normal(size=(6, 3)).astype(np.float32)
+    arrays["scaler/grads"][2, 1] = np.inf
+    return arrays
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("torch-optim")
+    arrays = _inputs(np.random.default_rng(16))
+    spec = {
+        "optim": [
+            {
+                "name": name,
+                "cfg": {**hyper, **SCHEDULE},
+                "wd": wd,
+                "params": len(SHAPES),
+                "batch": BATCH,
+                "lrs": [
+                    loop.learning_rate(TrainConfig(**hyper, **SCHEDULE), k // LR_STEP_AT)
+                    for k in range(STEPS)
+                ],
+            }
+            for name, (hyper, _, wd) in CASES.items()
+        ],
+        "chain": _chain_cases(),
+        "splits": SPLITS,
+        "scaler": {"initial": SCALER_INITIAL, "overflows": SCALER_OVERFLOWS},
+    }
+    torch_out = run_torch_module("tests.torch_optim_side", spec, arrays, tmp)
+    mxnet_out = {name: _mxnet_trajectory(name, tmp, arrays) for name in CASES}
+    for dtype in ("float64", "float32"):
+        mxnet_out.update(_mxnet_losses(arrays, dtype))
+    for case in _chain_cases():
+        mxnet_out[case["name"]] = _mxnet_chain(case, tmp, arrays)
+    mxnet_out["splits"] = {
+        (b, g): [
+            d.shape[0]
+            for d in engine._split(
+                mx.nd.zeros((b, 1)), mx.nd.zeros(b), [mx.cpu(i) for i in range(g)]
+            )[0]
+        ]
+        for b, g in SPLITS
+    }
+    mxnet_out["scaler/scales"] = _mxnet_scales()
+    return {"torch": torch_out, "mxnet": mxnet_out}
+
+
+def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_optimizer_matches_mxnet_across_an_lr_step(results, name):
+    torch_final = [results["torch"][f"{name}/final/w{i}"] for i in range(len(SHAPES))]
+    assert _max_diff(torch_final, results["mxnet"][name]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_state_dict_round_trip_at_step_10_continues_identically(results, name):
+    final = [results["torch"][f"{name}/final/w{i}"] for i in range(len(SHAPES))]
+    resumed = [results["torch"][f"{name}/resumed/w{i}"] for i in range(len(SHAPES))]
+    assert _max_diff(resumed, final) == 0.0
+
+
+@pytest.mark.parametrize("name", ["sgd", "nag", "adam", "rmsprop"])
+def test_torch_built_in_optimizer_would_fail_the_same_check(results, name):
+    built_in = [results["torch"][f"{name}/built_in/w{i}"] for i in range(len(SHAPES))]
+    assert _max_diff(built_in, results["mxnet"][name]) > 1e-3
+
+
+def test_the_harness_is_fair_where_the_formulas_agree(results):
+    """Plain SGD is the same function in both frameworks: torch's own must pass."""
+    built_in = [results["torch"][f"sgd_no_momentum/built_in/w{i}"] for i in range(len(SHAPES))]
+    assert _max_diff(built_in, results["mxnet"]["sgd_no_momentum"]) <= TOLERANCE
+
+
+@pytest.mark.parametrize("kind", ["softmax", "bce", "bce_weighted"])
+@pytest.mark.parametrize(("dtype", "tolerance"), [("float64", TOLERANCE), ("float32", 1e-5)])
+def test_loss_value_and_gradient_match_gluon(results, kind, dtype, tolerance):
+    """torch in float32 against MXNet's kernels (float64) and its oneDNN float32 CPU path."""
+    for part in ("value", "grad"):
+        expected = results["mxnet"][f"loss/{kind}/{part}/{dtype}"]
+        assert np.abs(results["torch"][f"loss/{kind}/{part}"] - expected).max() <= tolerance
+
+
+def test_fused_torch_bce_differs_from_gluon_at_a_zero_logit(results):
+    fused = results["torch"]["loss/bce_fused/grad"]
+    assert np.abs(fused - results["mxnet"]["loss/bce/grad/float64"]).max() > 0.05
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in _chain_cases()])
+def test_update_from_split_batches_matches_mxnet(results, name):
+    """Hosts x devices slices, DDP-style averaging and ``rescale_grad`` give MXNet's update."""
+    weight, bias = results["mxnet"][name]
+    got = [results["torch"][f"{name}/weight"], results["torch"][f"{name}/bias"]]
+    assert _max_diff(got, [weight, bias]) <= TOLERANCE
+
+
+def test_device_slices_follow_split_and_load(results):
+    for (b, g), sizes in results["mxnet"]["splits"].items():
+        assert list(results["torch"][f"split/{b}/{g}"]) == sizes, (b, g)
+
+
+def test_loss_scale_follows_mxnet_amp(results):
+    expected = results["mxnet"]["scaler/scales"]
+    assert expected.max() == 2.0**24  # the pattern reaches the cap
+    np.testing.assert_array_equal(results["torch"]["scaler/scales"], expected)
+
+
+def test_overflow_skips_the_step_and_unscaling_is_exact(results):
+    torch_out = results["torch"]
+    assert list(torch_out["scaler/ran"]) == [True, True, False, True, True, True]
+    assert list(torch_out["scaler/t"]) == [5, 5]
+    np.testing.assert_array_equal(torch_out["scaler/scaled_w"], torch_out["scaler/plain_w"])

@@ -1,0 +1,1 @@
+"""Training engines: the code that runs one framework's forward, backward and update passes."""
