@@ -188,6 +188,34 @@ def _scaler(spec: dict, arrays: dict, out: dict) -> None:
     out["scaler/t"] = np.array([scaled_opt.state[scaled_w]["t"], plain_opt.state[plain_w]["t"]])
 
 
+def _edges(arrays: dict, out: dict) -> None:
+    """A fix_gamma gamma (trainable, no gradient) and a grad_req='null' parameter; refusals."""
+    cfg = TrainConfig(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.1)
+    gamma = torch.nn.Parameter(torch.from_numpy(arrays["edge/gamma"].copy()))
+    frozen = torch.nn.Parameter(torch.ones(3), requires_grad=False)
+    opt = optim.make_optimizer(cfg, [gamma, frozen], rescale_grad=0.5)
+    opt.step()
+    out["edge/gamma"], out["edge/frozen"] = gamma.detach().numpy(), frozen.detach().numpy()
+    out["edge/param_count"] = np.array(len(opt.param_groups[0]["params"]))
+    refusals = {
+        "optimizer": lambda: optim.make_optimizer(
+            TrainConfig(optimizer="adagrad"), [gamma], rescale_grad=1.0
+        ),
+        "no_params": lambda: optim.make_optimizer(cfg, [frozen], rescale_grad=1.0),
+        "batch": lambda: losses.rescale_grad(0),
+        "slices": lambda: losses.device_slices(4, 0),
+        "dtype": lambda: precision.autocast("int8", "cpu"),
+        "pos_weight": lambda: losses.per_sample_losses(
+            torch.zeros(2, 3), torch.zeros(2), multi_label=False, pos_weight=torch.ones(3)
+        ),
+    }
+    for what, call in refusals.items():
+        try:
+            call()
+        except ValueError as exc:
+            out[f"refused/{what}"] = np.array(str(exc))
+
+
 def main(in_path: str, out_path: str) -> None:
     torch.manual_seed(0)
     spec, arrays = read_inputs(in_path)
@@ -196,6 +224,7 @@ def main(in_path: str, out_path: str) -> None:
     _losses(arrays, out)
     _chain(spec, arrays, out)
     _scaler(spec, arrays, out)
+    _edges(arrays, out)
     np.savez(out_path, **out)
 
 

@@ -8,6 +8,7 @@ the same inputs in ``.venv-torch`` (``tests/torch_optim_side.py``, one process f
 from __future__ import annotations
 
 import types
+import warnings
 from pathlib import Path
 
 import mxnet as mx
@@ -33,12 +34,14 @@ CASES = {
     "nag": ({**SGD, "optimizer": "nag"}, 1.0, None),
     "adam": ({**ADAPTIVE, "optimizer": "adam", "beta_1": 0.8, "beta_2": 0.99}, 0.01, None),
     "rmsprop": ({**ADAPTIVE, "optimizer": "rmsprop", "gamma": 0.8}, 0.01, None),
+    "adam_defaults": ({"optimizer": "adam", "learning_rate": 0.1}, 1.0, None),
+    "rmsprop_defaults": ({"optimizer": "rmsprop", "learning_rate": 0.1}, 1.0, None),
     "adam_wd": ({**ADAPTIVE, "optimizer": "adam", "beta_1": 0.8, "beta_2": 0.99}, 0.01, 0.05),
     "rmsprop_wd": ({**ADAPTIVE, "optimizer": "rmsprop", "gamma": 0.8}, 0.01, 0.05),
 }
 SPLITS = [(5, 2), (8, 3), (2, 4), (7, 7), (1, 3), (10, 4), (32, 3)]
-SCALER_INITIAL = 2.0**23
-SCALER_OVERFLOWS = [True, True, False, False, True] + [False] * 8010
+SCALER_INITIAL = 2.0**24  # the cap: 2,000 clean steps must not double it
+SCALER_OVERFLOWS = [False] * 2001 + [True, True, False, False, True] + [False] * 2005
 
 
 class _Weights(gluon.Block):
@@ -150,6 +153,27 @@ def _mxnet_scales() -> np.ndarray:
     return np.array(scales)
 
 
+def _mxnet_fix_gamma(arrays: dict) -> np.ndarray:
+    """A ``fix_gamma`` BatchNorm gamma after one update: Gluon gives it ``grad_req='write'``
+    and a zero gradient, so weight decay and momentum still move it."""
+    data = mx.sym.var("data")
+    graph = mx.sym.BatchNorm(data, fix_gamma=True, name="bn")
+    with warnings.catch_warnings():  # Gluon warns that "data" has no type: it is inferred
+        warnings.simplefilter("ignore", UserWarning)
+        block = gluon.SymbolBlock(mx.sym.FullyConnected(graph, num_hidden=2, name="fc"), data)
+    block.initialize()
+    gamma = block.collect_params()["bn_gamma"]
+    gamma.set_data(mx.nd.array(arrays["edge/gamma"]))
+    cfg = TrainConfig(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.1)
+    trainer = gluon.Trainer(block.collect_params(), loop.make_optimizer(cfg), kvstore="device")
+    with autograd.record():
+        loss = block(mx.nd.array([[1.0, 2, 3], [2, 0, 1]])).sum()
+    loss.backward()
+    assert not gamma.grad().asnumpy().any()
+    trainer.step(2)
+    return gamma.data().asnumpy()
+
+
 def _chain_cases() -> list[dict]:
     momentum = {**SGD, "learning_rate": 0.5}
     return [
@@ -196,6 +220,7 @@ def _inputs(rng: np.random.Generator) -> dict[str, np.ndarray]:
         else:
             arrays[f"{name}/y"] = rng.integers(0, 4, size=(3, rows)).astype(np.float32)
         arrays[f"{name}/pos_weight"] = rng.uniform(0.5, 4.0, size=(1, 4)).astype(np.float32)
+    arrays["edge/gamma"] = np.ones(3, dtype=np.float32)  # fix_gamma's forward writes 1 anyway
     arrays["scaler/w"] = rng.normal(size=3).astype(np.float32)
     arrays["scaler/grads"] = rng.normal(size=(6, 3)).astype(np.float32)
     arrays["scaler/grads"][2, 1] = np.inf
@@ -241,6 +266,7 @@ def results(tmp_path_factory) -> dict:
         for b, g in SPLITS
     }
     mxnet_out["scaler/scales"] = _mxnet_scales()
+    mxnet_out["edge/gamma"] = _mxnet_fix_gamma(arrays)
     return {"torch": torch_out, "mxnet": mxnet_out}
 
 
@@ -302,7 +328,7 @@ def test_device_slices_follow_split_and_load(results):
 
 def test_loss_scale_follows_mxnet_amp(results):
     expected = results["mxnet"]["scaler/scales"]
-    assert expected.max() == 2.0**24  # the pattern reaches the cap
+    assert expected.max() == 2.0**24 and expected.min() < 2.0**22 and expected[-1] > expected[2010]
     np.testing.assert_array_equal(results["torch"]["scaler/scales"], expected)
 
 
@@ -311,3 +337,26 @@ def test_overflow_skips_the_step_and_unscaling_is_exact(results):
     assert list(torch_out["scaler/ran"]) == [True, True, False, True, True, True]
     assert list(torch_out["scaler/t"]) == [5, 5]
     np.testing.assert_array_equal(torch_out["scaler/scaled_w"], torch_out["scaler/plain_w"])
+
+
+def test_parameter_without_gradient_updates_like_a_fix_gamma_gamma(results):
+    torch_out = results["torch"]
+    assert np.abs(torch_out["edge/gamma"] - results["mxnet"]["edge/gamma"]).max() <= TOLERANCE
+    assert (results["mxnet"]["edge/gamma"] != 1.0).all()  # MXNet did move it
+    np.testing.assert_array_equal(torch_out["edge/frozen"], np.ones(3))
+    assert int(torch_out["edge/param_count"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("what", "words"),
+    [
+        ("optimizer", "'adagrad' is not one of sgd, nag, adam, rmsprop"),
+        ("no_params", "no parameter requires a gradient"),
+        ("batch", "must all be at least 1"),
+        ("slices", "must both be at least 1"),
+        ("dtype", "is not float32, float16 or bfloat16"),
+        ("pos_weight", "multi-label loss only"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_reason(results, what, words):
+    assert words in str(results["torch"][f"refused/{what}"])

@@ -98,7 +98,9 @@ class MXNetOptimizer(torch.optim.Optimizer):
             for state in states:
                 state["t"] = state.get("t", 0) + 1
             scale = _f32(group["rescale_grad"])
-            grads = [torch.zeros_like(p) if p.grad is None else p.grad.mul(scale) for p in params]
+            grads = torch._foreach_mul(
+                [torch.zeros_like(p) if p.grad is None else p.grad for p in params], scale
+            )
             self._update(group, params, grads, states)
 
     @staticmethod

@@ -8,9 +8,10 @@ The scaler follows ``mxnet/contrib/amp/loss_scaler.py`` (``LossScaler``) and
 ``gluon.Trainer._update`` rather than ``torch.amp.GradScaler``, which differs in three ways:
 
 - MXNet caps the scale at 2**24; GradScaler has no cap.
-- MXNet's new scale takes effect one step late: ``has_overflow`` first adopts the scale it
-  decided at the previous check, then decides the next one; so after an overflow at step ``k``
-  step ``k+1`` still runs at the old scale. GradScaler applies its decision at the next step.
+- MXNet applies a decision one step later: ``has_overflow`` first adopts the scale it decided
+  at the previous check, then decides the next one, so an overflow at step ``k`` lowers the
+  scale from step ``k+2`` on (step ``k+1`` runs at the old scale, and may overflow again).
+  GradScaler lowers it from step ``k+1``.
 - MXNet unscales inside the update (``rescale_grad = 1/(loss_scale * batch)``); GradScaler
   multiplies the gradients by ``1/scale`` first. The scale is a power of two: no difference.
 
