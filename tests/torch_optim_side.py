@@ -89,7 +89,10 @@ def _optimizers(spec: dict, arrays: dict, out: dict) -> None:
 
         for tag, result in (
             ("final", _trajectory(make, weights, grads, case["lrs"])),
-            ("resumed", _trajectory(make, weights, grads, case["lrs"], resume_at=10)),
+            (
+                "resumed",
+                _trajectory(make, weights, grads, case["lrs"], resume_at=case["resume_at"]),
+            ),
             (
                 "built_in",
                 _trajectory(
