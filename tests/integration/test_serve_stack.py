@@ -292,7 +292,7 @@ def test_ping_turns_unhealthy_when_the_model_hangs_and_healthy_once_it_answers(
 ) -> None:
     """The worker keeps running (gunicorn's heartbeat is fine) while every request thread waits
     for a model that never answers: /ping, from gunicorn or from nginx's fallback, must say
-    503 once the stall limit passes, and 200 again once requests complete."""
+    503 once the stall limit passes, and 200 again once forward passes end."""
     require_nginx()
     freeze, limit = tmp_path / "freeze", 4.0
     env = {
