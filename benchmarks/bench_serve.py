@@ -234,7 +234,7 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     pings: list[float] = []
     server_env = dict(item.split("=", 1) for item in args.server_env)
     with ServerProcess(tmp, tmp / "server.log", server_env) as server:
-        server.wait_listening(timeout=120)
+        server.wait_ready(timeout=120)
         run_wrk(server.url, script, jpeg_path, 4, 3)  # warm-up: thread pool, batch shapes
         # Bare model and server alternate, round after round, so that both see the same
         # machine (other processes can only slow a measurement down).
@@ -288,7 +288,7 @@ def fixed_cost(
     costs = []
     env = {"OMP_NUM_THREADS": "1"}
     with ServerProcess(tmp / "tiny", tmp / "tiny.log", env) as server:
-        server.wait_listening(timeout=120)
+        server.wait_ready(timeout=120)
         run_wrk(server.url, script, jpeg_path, 1, 2)
         for _ in range(args.rounds):
             measured = bare_in_subprocess(tmp / "tiny" / "model", jpeg_path, args.repeats, env)

@@ -47,7 +47,7 @@ def measure(tmp: Path, backend: str, jpeg: Path, script: Path, seconds: int) -> 
     log = tmp / f"server-{backend}.log"
     start = time.perf_counter()
     with ServerProcess(tmp, log, {"SERVE_BACKEND": backend}) as server:
-        server.wait_listening(timeout=300)
+        server.wait_ready(timeout=300)
         ready = time.perf_counter() - start
         if f"SERVE_BACKEND={backend}: {backend}" not in server.log():
             raise RuntimeError(f"the server did not use {backend}:\n{server.log()}")

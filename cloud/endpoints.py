@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError, WaiterError
 from cloud.aws import Aws, check_role
 from cloud.errors import CliError, JobFailed
 from cloud.settings import check_instance_type, role_from_env
+from train import json_input
 
 VARIANT = "AllTraffic"
 
@@ -142,12 +143,22 @@ def _wait_in_service(sm: Any, name: str, poll: float) -> None:
 
 
 def load_classes(path: Path | None) -> list[str] | None:
-    """Class names from a ``classes.json`` (``{"classes": [...]}`` or a list) or ``.txt``."""
+    """Class names from a ``classes.json`` (``{"classes": [...]}`` or a list) or ``.txt``.
+
+    Raises:
+        CliError: a ``.json`` file that is not JSON or holds no list of names.
+    """
     if path is None:
         return None
     if path.suffix == ".json":
-        doc = json.loads(path.read_text())
-        return [str(c) for c in (doc["classes"] if isinstance(doc, dict) else doc)]
+        try:
+            doc = json_input.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{path} is not valid JSON: {exc}") from None
+        names = doc.get("classes") if isinstance(doc, dict) else doc
+        if not isinstance(names, list):
+            raise CliError(f'{path} must hold a list of class names or {{"classes": [...]}}')
+        return [str(c) for c in names]
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.errors import CliError
+from train import json_input
 
 MULTI_HOT, CLASS_ID = "multi-hot", "class-id"
 LABEL_FORMATS = (MULTI_HOT, CLASS_ID)
@@ -88,7 +89,7 @@ def _label_problem(value: Any, rules: LabelRules) -> str | None:
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json_input.loads(value)
         except json.JSONDecodeError:
             return f"multi-label value {value!r} is not a JSON array"
     if not isinstance(value, list) or any(_number(v) is None for v in value):
@@ -133,7 +134,7 @@ def _line_problem(
 ) -> str | None:
     image, label = attributes
     try:
-        record = json.loads(line)
+        record = json_input.loads(line)
     except json.JSONDecodeError as exc:
         return f"not JSON ({exc.msg})" if line.strip() else "empty line"
     if not isinstance(record, dict):
@@ -151,7 +152,13 @@ def _line_problem(
 def _lines(path: Path) -> list[str]:
     if not path.is_file():
         raise CliError(f"manifest {path} not found")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise CliError(
+            f"manifest {path} is not UTF-8 text ({exc.reason} at byte {exc.start}): it needs "
+            "one JSON line per image"
+        ) from None
     if lines and not lines[-1].strip():
         lines.pop()  # a trailing newline or blank last line
     if not lines:
@@ -186,7 +193,7 @@ def with_uploaded_images(path: Path, image: str, uri_prefix: str) -> tuple[bytes
     and those paths (in order, once each). Lines that name S3 URIs are kept as they are."""
     out, local = [], {}
     for line in _lines(path):
-        record = json.loads(line)
+        record = json_input.loads(line)
         relative = local_image(record[image], path.parent)
         if relative is None:
             out.append(line)

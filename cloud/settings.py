@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from cloud.errors import CliError
+from train import json_input
 from train.config import parse_hyperparameters
 from train.errors import ClientError
 
@@ -66,7 +67,7 @@ def load_hyperparameters(path: Path) -> dict[str, str]:
             "docker-compose.yml is) or pass --hyperparameters FILE"
         )
     try:
-        raw = json.loads(path.read_text())
+        raw = json_input.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CliError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):

@@ -32,7 +32,7 @@ EXTENSION = "image_classification_serve"
 
 @dataclass(frozen=True)
 class ServeState:
-    """What the request handlers share: the settings, the model slot and its progress."""
+    """What the request handlers share: the settings, the model slot and its model's progress."""
 
     settings: Settings
     model: ModelSlot
@@ -43,23 +43,29 @@ def _state() -> ServeState:
     return current_app.extensions[EXTENSION]
 
 
-def create_app(settings: Settings | None = None, predictor: Predictor | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    predictor: Predictor | None = None,
+    progress: Progress | None = None,
+) -> Flask:
     """Build the app; without ``predictor``, start loading ``settings.model_dir`` in the background.
 
     A model that cannot be loaded does not stop the app: ``/ping`` answers 503 and the log
-    names the problem (see :class:`~serve.model_slot.ModelSlot`). Behind nginx, a thread keeps
-    the readiness file in step with the model's progress (see :mod:`serve.health`).
+    names the problem (see :class:`~serve.model_slot.ModelSlot`). ``/ping`` reads the model's
+    progress from ``progress``, to which the loaded model's batcher reports (tests pass the
+    one their ``predictor`` reports to). Behind nginx, a thread keeps the readiness file in
+    step with it (see :mod:`serve.health`).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    progress = progress or Progress(settings.ping_stall_s)
     if predictor is not None:
         slot = ModelSlot.holding(predictor)
     else:
-        loader = functools.partial(_load_model, settings)
+        loader = functools.partial(_load_model, settings, progress)
         slot = ModelSlot(loader, retry_interval_s=settings.reload_interval_s)
         slot.start_loading()
-    progress = Progress(settings.ping_stall_s)
     if settings.state_dir is not None:
         marker = settings.state_dir / proxy.READY_MARKER
         ReadinessWatch(progress, marker, lambda: slot.loaded).start()
@@ -73,24 +79,24 @@ def create_app(settings: Settings | None = None, predictor: Predictor | None = N
     return app
 
 
-def _load_model(settings: Settings) -> Predictor:
-    """Load the model of ``settings.model_dir`` (on the ``SERVE_BACKEND`` engine); tell nginx
-    it is loaded."""
-    predictor = backends.load_predictor(settings)
+def _load_model(settings: Settings, progress: Progress) -> Predictor:
+    """Load the model of ``settings.model_dir`` (on the ``SERVE_BACKEND`` engine), reporting to
+    ``progress``; tell nginx it is loaded."""
+    predictor = backends.load_predictor(settings, progress)
     proxy.mark_ready(settings.state_dir)
     return predictor
 
 
 def ping() -> Response:
     """200 with an empty body once the model is loaded and answering; 503 (JSON reason) before,
-    and while requests wait for a model that has answered none of them for too long."""
+    and while images wait for a model that has ended no forward pass for too long."""
     state = _state()
     state.model.get()
     stalled_for = state.progress.stalled_for()
     if stalled_for is not None:
         raise Unhealthy(
-            f"no request has completed for {stalled_for:.0f} s while "
-            f"{state.progress.waiting_count} wait (limit: SERVE_PING_STALL_SECONDS="
+            f"the model has ended no forward pass for {stalled_for:.0f} s while "
+            f"{state.progress.owed_count} images wait for one (limit: SERVE_PING_STALL_SECONDS="
             f"{state.settings.ping_stall_s:g})"
         )
     return Response(status=200)
@@ -118,18 +124,16 @@ def invocations() -> Response:
 
 def _classify(images: list[np.ndarray], predictor: Predictor, state: ServeState) -> np.ndarray:
     """Preprocess and predict, a micro-batch at a time (a 100 MB batch-transform payload never
-    becomes one giant float array); each answer from the model counts as progress."""
+    becomes one giant float array)."""
     settings = state.settings
     step, outputs = settings.max_batch_size, []
     try:
-        with state.progress.waiting() as answered:
-            for start in range(0, len(images), step):
-                chunk = images[start : start + step]
-                batch = preprocess(
-                    chunk, predictor.info, max_pixels=settings.max_image_pixels, first_index=start
-                )
-                outputs.append(predictor.predict(batch))
-                answered()
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            batch = preprocess(
+                chunk, predictor.info, max_pixels=settings.max_image_pixels, first_index=start
+            )
+            outputs.append(predictor.predict(batch))
     except ImageTooLarge as exc:
         raise PayloadTooLarge(str(exc)) from exc
     except TimeoutError as exc:

@@ -26,6 +26,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from serve.health import Progress
 from serve.predictor import WORKER_INDEX_ENV, MXNetPredictor, Predictor
 from serve.settings import Settings
 from train import devices
@@ -61,8 +62,9 @@ def choose(setting: str, gpu: devices.Gpu | None) -> Choice:
     return Choice(backend, None, f"{gpu}: too old for both engines, the CPU serves")
 
 
-def load_predictor(settings: Settings) -> Predictor:
-    """The model of ``settings.model_dir`` on the engine and device :func:`choose` picks."""
+def load_predictor(settings: Settings, progress: Progress | None = None) -> Predictor:
+    """The model of ``settings.model_dir`` on the engine and device :func:`choose` picks; its
+    forward passes are reported to ``progress`` (``/ping``'s stall check)."""
     gpu = devices.serving_gpu(int(os.environ.get(WORKER_INDEX_ENV, "0")))
     choice = choose(settings.backend, gpu)
     logger.info("SERVE_BACKEND=%s: %s (%s)", settings.backend, choice.backend, choice.reason)
@@ -70,6 +72,7 @@ def load_predictor(settings: Settings) -> Predictor:
         "max_batch": settings.max_batch_size,
         "max_wait_s": settings.batch_wait_ms / 1000,
         "timeout": settings.timeout,
+        "progress": progress,
     }
     if choice.backend == ONNXRUNTIME:
         from serve.onnx_predictor import OnnxRuntimePredictor

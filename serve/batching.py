@@ -6,7 +6,9 @@ A lone request is not delayed, while under load the batches grow by themselves, 
 queue up during each forward pass. With ``max_wait_s`` > 0, a batch smaller than the previous
 one waits that long for the rest of the previous batch's requests to come back, so that steady
 load gives full batches instead of alternating big and tiny ones. One batching thread also
-means the model is only ever called from one thread, which MXNet requires.
+means the model is only ever called from one thread, which MXNet requires. The batcher reports
+what the model owes and each forward pass that ends to a :class:`~serve.health.Progress`, which
+``/ping`` reads to tell a hung model from an idle one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 import numpy as np
+
+from serve.health import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +38,10 @@ class MicroBatcher:
         *,
         max_batch: int,
         max_wait_s: float = 0.0,
+        progress: Progress | None = None,
     ):
         self._forward = forward
+        self._progress = progress
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -47,6 +53,8 @@ class MicroBatcher:
         """Queue one preprocessed ``CxHxW`` image; the future gives its output row."""
         self._ensure_started()
         future: Future = Future()
+        if self._progress is not None:
+            self._progress.owe(1)
         self._queue.put((image, future))
         return future
 
@@ -113,7 +121,13 @@ class MicroBatcher:
                 return
 
     def _run_batch(self, items: list[_Item]) -> None:
-        live = [(image, f) for image, f in items if f.set_running_or_notify_cancel()]
+        try:
+            self._answer([(image, f) for image, f in items if f.set_running_or_notify_cancel()])
+        finally:  # answered, failed or cancelled: the model owes these images nothing more
+            if self._progress is not None:
+                self._progress.passed(len(items))
+
+    def _answer(self, live: list[_Item]) -> None:
         if not live:
             return
         try:

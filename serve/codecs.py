@@ -36,6 +36,7 @@ import numpy as np
 
 from serve import content_types as ct
 from serve.errors import BadRequest, PayloadTooLarge
+from train import json_input
 from train.images import BadImage, ImageTooLarge, decode_image
 
 # Keys under which a JSON object may carry a base64 image.
@@ -116,7 +117,7 @@ def _decode_items(items: Sequence[Any], max_pixels: int) -> list[np.ndarray]:
 def decode_json(body: bytes, max_pixels: int) -> Decoded:
     """Base64 images in JSON: one (string or object), a list, or ``{"instances": [...]}``."""
     try:
-        doc = json.loads(body)
+        doc = json_input.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"invalid JSON ({exc})") from None
     if isinstance(doc, dict) and "instances" in doc:
@@ -133,7 +134,7 @@ def decode_jsonlines(body: bytes, max_pixels: int) -> Decoded:
         if not line.strip():
             continue
         try:
-            items.append(json.loads(line))
+            items.append(json_input.loads(line))
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"line {number}: invalid JSON ({exc})") from None
     return Decoded(_decode_items(items, max_pixels), batch=True)

@@ -1,10 +1,14 @@
 """Whether a worker's model still makes progress: the part of ``/ping`` a loaded model needs.
 
 A worker whose inference hangs (a deadlock inside MXNet's engine, a stuck device) while its
-main loop still runs is never replaced by gunicorn, which only watches the main loop. Every
-request that reaches the model is therefore tracked here: when requests are waiting and none
-has completed for longer than ``stall_after_s`` (SageMaker's 60 s invocation timeout by
-default), the worker is stalled, and ``/ping`` says so until a request completes again.
+main loop still runs is never replaced by gunicorn, which only watches the main loop. Progress
+is therefore measured where it happens, in the micro-batcher (``serve.batching``): each image
+queued for the model is owed a forward pass, and each forward pass that ends is progress,
+whoever was waiting for it. When images are owed and no forward pass has ended for longer than
+``stall_after_s`` (SageMaker's 60 s invocation timeout by default), the worker is stalled, and
+``/ping`` says so until a forward pass ends. A request that gave up does not matter: its images
+are still owed, so a model that finishes them is healthy again, and one that never does is
+reported even when nothing waits any more.
 
 Behind nginx, ``/ping`` falls back to a readiness file when every gunicorn thread is busy (see
 ``container/nginx.conf``); a stalled worker's :class:`ReadinessWatch` removes that file, and
@@ -16,55 +20,38 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 
 class Progress:
-    """Counts requests waiting for the model and remembers since when none completed."""
+    """Counts the images owed a forward pass and remembers since when none has ended."""
 
     def __init__(self, stall_after_s: float, clock: Callable[[], float] = time.monotonic):
         self.stall_after_s = stall_after_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._waiting = 0
-        # Start of the current wait for progress: None while nothing is owed an answer.
+        self._owed = 0
+        # Start of the current wait for progress: None while nothing is owed.
         self._since: float | None = None
 
-    @contextmanager
-    def waiting(self) -> Iterator[Callable[[], None]]:
-        """Mark a request as waiting for the model while in the block; call the yielded
-        function each time the model answers it (a request may take several forward passes).
-
-        A request that gives up (``TimeoutError``) leaves the clock running: the model still
-        owes an answer, and later requests must not restart the count.
-        """
+    def owe(self, count: int) -> None:
+        """``count`` images were queued for the model."""
         with self._lock:
-            self._waiting += 1
-            if self._since is None:
+            if self._owed == 0:
                 self._since = self._clock()
+            self._owed += count
 
-        def answered() -> None:
-            with self._lock:
-                self._since = self._clock()
-
-        timed_out = False
-        try:
-            yield answered
-        except TimeoutError:
-            timed_out = True
-            raise
-        finally:
-            with self._lock:
-                self._waiting -= 1
-                if self._waiting == 0 and not timed_out:
-                    self._since = None
+    def passed(self, count: int) -> None:
+        """A forward pass over ``count`` queued images ended (answered or failed): progress."""
+        with self._lock:
+            self._owed = max(0, self._owed - count)
+            self._since = self._clock() if self._owed else None
 
     def stalled_for(self) -> float | None:
-        """Seconds without progress while an answer is owed, when over the limit; else None."""
+        """Seconds without progress while images are owed, when over the limit; else None."""
         with self._lock:
             since = self._since
         if since is None:
@@ -73,9 +60,9 @@ class Progress:
         return idle if idle > self.stall_after_s else None
 
     @property
-    def waiting_count(self) -> int:
-        """Requests waiting for the model right now."""
-        return self._waiting
+    def owed_count(self) -> int:
+        """Images queued for the model and not yet through a forward pass."""
+        return self._owed
 
 
 class ReadinessWatch:
@@ -114,14 +101,15 @@ class ReadinessWatch:
             self._marker.unlink(missing_ok=True)
             if not was_stalled:
                 logger.error(
-                    "No request completed for %.0f s while %d wait: reporting unhealthy on /ping",
+                    "No forward pass ended for %.0f s while %d images wait for one: "
+                    "reporting unhealthy on /ping",
                     stalled_for,
-                    self._progress.waiting_count,
+                    self._progress.owed_count,
                 )
             return True
         if was_stalled and self._loaded():
             self._marker.touch()
-            logger.info("Requests complete again: reporting healthy on /ping")
+            logger.info("Forward passes end again: reporting healthy on /ping")
         return False
 
     def _run(self) -> None:

@@ -69,8 +69,10 @@ class ModelSlot:
             if self._predictor is None and (self._thread is None or not self._thread.is_alive()):
                 self._last_attempt = self._clock()
                 self._error = _LOADING
-                self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+                # Started before it is published: request threads join it without the lock.
+                thread.start()
+                self._thread = thread
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a running load to finish; True when a model is loaded."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from serve.health import Progress
 from serve.predictor import BatchedPredictor, describe, model_info
 from train import artifacts
 
@@ -71,10 +72,13 @@ class OnnxRuntimePredictor(BatchedPredictor):
         max_batch: int,
         max_wait_s: float = 0.0,
         timeout: float | None = None,
+        progress: Progress | None = None,
     ):
         self._session = session
         self._input = session.get_inputs()[0].name
-        super().__init__(info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
+        super().__init__(
+            info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout, progress=progress
+        )
 
     @classmethod
     def load(
@@ -85,6 +89,7 @@ class OnnxRuntimePredictor(BatchedPredictor):
         max_batch: int,
         max_wait_s: float = 0.0,
         timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> OnnxRuntimePredictor:
         """Load (or convert) the model in ``model_dir`` on ``gpu`` (None: the CPU), and run one
         warm-up forward pass.
@@ -125,7 +130,14 @@ class OnnxRuntimePredictor(BatchedPredictor):
             ", ".join(session.get_providers()),
             describe(saved, info),
         )
-        return cls(session, info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
+        return cls(
+            session,
+            info,
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            timeout=timeout,
+            progress=progress,
+        )
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch.astype(np.float32, copy=False)})[0]

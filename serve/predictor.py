@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from serve.batching import MicroBatcher
+from serve.health import Progress
 from train import artifacts
 from train.images import ImageTooLarge
 from train.presets import eval_transform
@@ -136,7 +137,8 @@ def inference_context() -> Any:
 
 class BatchedPredictor:
     """What every engine's predictor shares: its model info, and one
-    :class:`~serve.batching.MicroBatcher` that runs the subclass's ``_forward``."""
+    :class:`~serve.batching.MicroBatcher` that runs the subclass's ``_forward`` and reports its
+    forward passes to ``progress`` (``/ping``'s stall check)."""
 
     def __init__(
         self,
@@ -145,10 +147,13 @@ class BatchedPredictor:
         max_batch: int,
         max_wait_s: float = 0.0,
         timeout: float | None = None,
+        progress: Progress | None = None,
     ):
         self.info = info
         self._timeout = timeout
-        self._batcher = MicroBatcher(self._forward, max_batch=max_batch, max_wait_s=max_wait_s)
+        self._batcher = MicroBatcher(
+            self._forward, max_batch=max_batch, max_wait_s=max_wait_s, progress=progress
+        )
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (softmax, or independent sigmoid scores for multi-label models)."""
@@ -174,10 +179,13 @@ class MXNetPredictor(BatchedPredictor):
         max_batch: int,
         max_wait_s: float = 0.0,
         timeout: float | None = None,
+        progress: Progress | None = None,
     ):
         self._block = block
         self._ctx = ctx
-        super().__init__(info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout)
+        super().__init__(
+            info, max_batch=max_batch, max_wait_s=max_wait_s, timeout=timeout, progress=progress
+        )
 
     @classmethod
     def load(
@@ -187,6 +195,7 @@ class MXNetPredictor(BatchedPredictor):
         max_batch: int,
         max_wait_s: float = 0.0,
         timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> MXNetPredictor:
         """Load the model in ``model_dir`` and run one warm-up forward pass.
 
@@ -215,6 +224,7 @@ class MXNetPredictor(BatchedPredictor):
             max_batch=max_batch,
             max_wait_s=max_wait_s,
             timeout=timeout,
+            progress=progress,
         )
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:

@@ -135,8 +135,8 @@ ENV_TABLE: tuple[EnvVar, ...] = (
         ("SERVE_PING_STALL_SECONDS",),
         60.0,
         _positive_float,
-        "/ping answers 503 while requests wait and none has completed for this long (a hung "
-        "model), 200 again once one completes; SageMaker then replaces the instance",
+        "/ping answers 503 while images wait for the model and no forward pass has ended for "
+        "this long (a hung model), 200 again once one ends; SageMaker then replaces the instance",
     ),
     EnvVar(
         "max_payload_mb",

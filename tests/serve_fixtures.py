@@ -8,10 +8,12 @@ loopback port and stops it with SIGTERM, keeping its log for assertions.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -64,6 +66,14 @@ def make_model_dir(
     return model_dir
 
 
+def require_nginx() -> None:
+    """Fail (not skip) without nginx: the container ships it, so the stack is tested with it."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    assert shutil.which("nginx", path=path), (
+        "nginx is not installed: the serving stack runs behind it (run `make deps` as root)"
+    )
+
+
 class ServerProcess:
     """``python -m serve`` on 127.0.0.1:<free port> with ``SAGEMAKER_BASE_DIR=base``."""
 
@@ -83,7 +93,7 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ServerProcess:
-        """Start the server (returns at once; see :meth:`wait_listening`)."""
+        """Start the server (returns at once; see :meth:`wait_ready`)."""
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "serve"],
@@ -95,19 +105,28 @@ class ServerProcess:
         log.close()
         return self
 
-    def wait_listening(self, timeout: float = 60.0, ready: bool = True) -> None:
-        """Wait until ``/ping`` answers (200 when ``ready``, any status otherwise)."""
-        deadline = time.monotonic() + timeout
+    def wait_ping(
+        self, until: Callable[[requests.Response], bool], timeout: float = 60.0
+    ) -> list[requests.Response]:
+        """Poll ``/ping`` until an answer satisfies ``until``; return every answer seen, that
+        one last. An open port proves nothing: nginx answers before gunicorn's workers are up.
+        """
+        deadline, seen = time.monotonic() + timeout, []
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log()
             try:
-                status = requests.get(f"{self.url}/ping", timeout=2).status_code
-                if status == 200 or (not ready and status == 503):
-                    return
+                seen.append(requests.get(f"{self.url}/ping", timeout=5))
+                if until(seen[-1]):
+                    return seen
             except (requests.ConnectionError, requests.Timeout):
                 pass
-            time.sleep(0.2)
-        raise TimeoutError(f"server not ready after {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+        last = f"{seen[-1].status_code} {seen[-1].text[:300]}" if seen else "nothing"
+        raise TimeoutError(f"/ping not as awaited after {timeout} s (last: {last}):\n{self.log()}")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until ``/ping`` answers 200: a worker has loaded the model."""
+        self.wait_ping(lambda response: response.status_code == 200, timeout)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait; returns the exit code."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from train import json_input
 from train.errors import ClientError
 from train.presets import AUGMENTATION_TYPES, default_resize
 from train.weights import catalog
@@ -431,7 +432,7 @@ def _cross_field_problems(values: Mapping[str, Any]) -> list[str]:
 def load_hyperparameters(text: str, source: str) -> TrainConfig:
     """Parse the JSON text of ``hyperparameters.json`` (``source`` names it in errors)."""
     try:
-        raw = json.loads(text) if text.strip() else {}
+        raw = json_input.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise ClientError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):

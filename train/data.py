@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from train import lst, presets, records
+from train import json_input, lst, presets, records
 from train.config import TrainConfig
 from train.errors import ClientError
 from train.inputs import manifest, pipe_mode, stream
@@ -176,7 +176,7 @@ def _user_class_names(paths: Paths, num_classes: int) -> list[str] | None:
                 continue
             if filename.endswith(".json"):
                 try:
-                    doc = json.loads(path.read_text())
+                    doc = json_input.loads(path.read_text())
                 except json.JSONDecodeError as exc:
                     raise ClientError(f"{path} is not valid JSON: {exc}") from None
                 names = doc.get("classes") if isinstance(doc, dict) else doc

@@ -28,7 +28,6 @@ reported, and SageMaker (or compose's ``--abort-on-container-exit``) stops the o
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -40,6 +39,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from train import json_input
+from train.errors import ClientError
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +94,20 @@ class Cluster:
 
     @classmethod
     def from_file(cls, path: Path) -> Cluster:
-        """Read ``resourceconfig.json``; a missing file means a single host ``algo-1``."""
+        """Read ``resourceconfig.json``; a missing file means a single host ``algo-1``.
+
+        Raises:
+            ClientError: the file is not JSON, or not an object naming the hosts.
+        """
         if not path.is_file():
             return cls.single()
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            doc = json_input.loads(path.read_text())
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object with 'hosts' and 'current_host'")
+            return cls.from_dict(doc)
+        except ValueError as exc:  # JSONDecodeError too
+            raise ClientError(f"{path} is not a usable resourceconfig.json: {exc}") from None
 
     @property
     def is_distributed(self) -> bool:

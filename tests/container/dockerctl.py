@@ -213,15 +213,22 @@ def http(
 
 
 def wait_for_ping(
-    url: str, *, timeout: float, expect: int = 200, alive: Container | None = None
+    url: str,
+    *,
+    timeout: float,
+    expect: int = 200,
+    mentions: str = "",
+    alive: Container | None = None,
 ) -> Response:
-    """Poll ``GET url`` until it answers ``expect``; fail after ``timeout`` seconds."""
+    """Poll ``GET url`` until it answers ``expect`` with ``mentions`` in the body; fail after
+    ``timeout`` seconds. A 503 alone proves little: nginx answers 503 (starting) before the
+    workers are up, so a test that means the app's own 503 names what the app says."""
     deadline = time.monotonic() + timeout
     last: Response | str = "no answer"
     while time.monotonic() < deadline:
         try:
             last = http(url, timeout=3)
-            if last.status == expect:
+            if last.status == expect and mentions.encode() in last.body:
                 return last
         except (OSError, urllib.error.URLError) as exc:
             last = repr(exc)

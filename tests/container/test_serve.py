@@ -63,7 +63,14 @@ def test_serve_with_an_empty_model_dir_stays_up_and_pings_503(cpu_image, tmp_pat
     with Container(
         cpu_image, "serve", mounts=[(empty, "/opt/ml/model", "ro")], publish=8080
     ) as server:
-        wait_for_ping(server.url("/ping"), timeout=STARTUP, expect=503, alive=server)
+        response = wait_for_ping(
+            server.url("/ping"),
+            timeout=STARTUP,
+            expect=503,
+            mentions="image-classification-symbol.json",
+            alive=server,
+        )
+        assert response.content_type == "application/json", response
         assert server.running()
         log = server.logs()
     assert "image-classification-symbol.json" in log, log[-4000:]

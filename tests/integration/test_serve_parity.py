@@ -75,7 +75,7 @@ def test_endpoint_accuracy_equals_the_training_validation_accuracy(trained, tmp_
     items = validation_items(base)
     env = {"SERVE_BACKEND": backend}
     with ServerProcess(base, tmp_path / "server.log", env) as server, requests.Session() as http:
-        server.wait_listening(timeout=120)
+        server.wait_ready(timeout=120)
         assert f"SERVE_BACKEND={backend}: {backend} (" in server.log()
         if backend == "onnxruntime":  # the job's own file, not a conversion at load time
             assert f"Using {base / 'model' / artifacts.ONNX_FILE}" in server.log()

@@ -10,10 +10,8 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,20 +22,11 @@ import pytest
 import requests
 
 from serve import content_types as ct
-from serve import proxy
-from serve.settings import Settings
 from tests.conftest import png_bomb
 from tests.datagen import make_image
-from tests.serve_fixtures import REPO, ServerProcess, make_model_dir
+from tests.serve_fixtures import REPO, ServerProcess, make_model_dir, require_nginx
 
 pytestmark = pytest.mark.integration
-
-
-def require_nginx() -> None:
-    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-    assert shutil.which("nginx", path=path), (
-        "nginx is not installed: the serving stack runs behind it (run `make deps` as root)"
-    )
 
 
 def jpeg(label: int, seed: int) -> bytes:
@@ -81,7 +70,7 @@ def server(model_base, tmp_path_factory):
     }
     log = tmp_path_factory.mktemp("stack_log") / "server.log"
     with ServerProcess(model_base, log, env) as proc:
-        proc.wait_listening(timeout=120)
+        proc.wait_ready(timeout=120)
         yield proc
 
 
@@ -229,7 +218,7 @@ def test_unknown_paths_get_json_404_from_nginx(server) -> None:
 def test_sigterm_stops_the_stack_cleanly_within_seconds(model_base, tmp_path) -> None:
     require_nginx()
     proc = ServerProcess(model_base, tmp_path / "server.log").start()
-    proc.wait_listening(timeout=120)
+    proc.wait_ready(timeout=120)
     children = children_of(proc.process.pid)
     start = time.monotonic()
     assert proc.stop(timeout=15) == 0
@@ -241,7 +230,7 @@ def test_sigterm_stops_the_stack_cleanly_within_seconds(model_base, tmp_path) ->
 def test_a_dying_child_stops_the_server_with_an_error(model_base, tmp_path) -> None:
     require_nginx()
     proc = ServerProcess(model_base, tmp_path / "server.log").start()
-    proc.wait_listening(timeout=120)
+    proc.wait_ready(timeout=120)
     nginx = [
         pid
         for pid in children_of(proc.process.pid)
@@ -255,14 +244,19 @@ def test_a_dying_child_stops_the_server_with_an_error(model_base, tmp_path) -> N
 
 
 def test_missing_model_starts_503_names_the_file_then_picks_up_the_model(tmp_path) -> None:
+    """From the moment the port opens, every answer is the app's JSON: first that the server
+    is starting (nginx, before a worker is up), then which model file is missing (a worker)."""
     require_nginx()
     (tmp_path / "model").mkdir()
     env = {"SERVE_MODEL_RETRY_SECONDS": "0.5"}
+    missing = "image-classification-symbol.json"
     with ServerProcess(tmp_path, tmp_path / "server.log", env) as proc:
-        proc.wait_listening(timeout=60, ready=False)
-        response = requests.get(f"{proc.url}/ping", timeout=2)
-        assert response.status_code == 503
-        assert "image-classification-symbol.json" in response.json()["error"]
+        seen = proc.wait_ping(lambda response: missing in response.text, timeout=60)
+        for response in seen:
+            assert response.status_code == 503, response.text
+            assert response.headers["Content-Type"].startswith(ct.JSON), response.text
+            error = response.json()["error"]
+            assert "starting" in error or missing in error, error
         assert (
             "is missing: image-classification-symbol.json, model-shapes.json, "
             "image-classification-NNNN.params" in proc.log()
@@ -270,20 +264,18 @@ def test_missing_model_starts_503_names_the_file_then_picks_up_the_model(tmp_pat
         for pid in gunicorn_workers(proc.process.pid):  # a stuck worker without a model: 503
             os.kill(pid, signal.SIGSTOP)
         try:
-            assert requests.get(f"{proc.url}/ping", timeout=5).status_code == 503
+            response = requests.get(f"{proc.url}/ping", timeout=5)
+            assert response.status_code == 503 and "no worker answered" in response.json()["error"]
         finally:
             for pid in gunicorn_workers(proc.process.pid):
                 os.kill(pid, signal.SIGCONT)
         make_model_dir(tmp_path / "model")  # training finishes after the server started
-        deadline = time.monotonic() + 60
-        while requests.get(f"{proc.url}/ping", timeout=2).status_code != 200:
-            assert time.monotonic() < deadline, proc.log()
-            time.sleep(0.3)
+        proc.wait_ready(timeout=60)
 
 
 def test_without_nginx_gunicorn_serves_the_port_itself(model_base, tmp_path) -> None:
     with ServerProcess(model_base, tmp_path / "server.log", {"SERVE_PROXY": "none"}) as proc:
-        proc.wait_listening(timeout=120)
+        proc.wait_ready(timeout=120)
         response = requests.post(
             f"{proc.url}/invocations",
             data=jpeg(0, 1),
@@ -295,25 +287,12 @@ def test_without_nginx_gunicorn_serves_the_port_itself(model_base, tmp_path) -> 
         json.dumps(response.json())
 
 
-def test_rendered_nginx_conf_passes_nginx_t(tmp_path) -> None:
-    require_nginx()
-    settings = Settings.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(proxy.nginx_conf(settings, socket=tmp_path / "g.sock", state_dir=tmp_path))
-    check = subprocess.run(
-        [proxy.nginx_binary(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
-        capture_output=True,
-        text=True,
-    )
-    assert check.returncode == 0, check.stderr
-
-
 def test_ping_turns_unhealthy_when_the_model_hangs_and_healthy_once_it_answers(
     model_base, tmp_path
 ) -> None:
     """The worker keeps running (gunicorn's heartbeat is fine) while every request thread waits
     for a model that never answers: /ping, from gunicorn or from nginx's fallback, must say
-    503 once the stall limit passes, and 200 again once requests complete."""
+    503 once the stall limit passes, and 200 again once forward passes end."""
     require_nginx()
     freeze, limit = tmp_path / "freeze", 4.0
     env = {
@@ -323,7 +302,7 @@ def test_ping_turns_unhealthy_when_the_model_hangs_and_healthy_once_it_answers(
         "OIC_TEST_FREEZE_FILE": str(freeze),
     }
     with ServerProcess(model_base, tmp_path / "server.log", env) as proc:
-        proc.wait_listening(timeout=120)
+        proc.wait_ready(timeout=120)
         freeze.touch()
 
         def invoke(_):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,22 @@ def test_the_weights_doc_gives_each_sets_licence(weight_set: catalog.WeightSet):
 def test_the_weights_doc_lists_no_other_row():
     rows = [line for line in WEIGHTS_DOC.splitlines() if line.startswith(("| 1", "| 3", "| 5"))]
     assert len(rows) == len(catalog.WEIGHT_FILES)
+
+
+def test_readme_claims_only_compatibility_that_a_test_checks():
+    """Each service or library the README says runs this product's model is named with the
+    test that checks it, and that test exists; services no test runs are said to be unverified.
+    """
+    repo = Path(__file__).resolve().parents[2]
+    paragraph = README.split("**Call this product's models with your existing client code.**")[1]
+    paragraph = " ".join(paragraph.split("\n\n")[0].split())
+    checks = {
+        "tests/integration/test_builtin_interop.py": "def test_a_product_model_answers_builtin",
+        "tests/integration/test_train_job.py": "def assert_onnx_matches_plain_mxnet",
+    }
+    for path, test in checks.items():
+        assert f"`{path}`" in paragraph
+        assert test in (repo / path).read_text()
+    for service in ("Neo", "DeepLens"):
+        sentences = [s for s in re.split(r"(?<=[.;])\s", " ".join(README.split())) if service in s]
+        assert sentences and all("not verified" in s for s in sentences), sentences

@@ -84,3 +84,20 @@ def test_a_load_that_outlasts_the_wait_gives_503_loading() -> None:
 def test_holding_slot_is_loaded() -> None:
     slot = ModelSlot.holding("p")  # type: ignore[arg-type]
     assert slot.loaded and slot.get() == "p"
+
+
+def test_a_request_that_looks_while_a_load_is_being_started_does_not_fail(monkeypatch) -> None:
+    """Request threads read the slot without its lock: one that arrives between the loader
+    thread's creation and its start must not join an unstarted thread (a 500 at start-up)."""
+    slot = ModelSlot(lambda: "model", retry_interval_s=0.0)
+    observed = []
+
+    class LookedAtBeforeStart(threading.Thread):
+        def start(self) -> None:
+            observed.append(slot.wait(0))  # another request thread, at the worst moment
+            super().start()
+
+    monkeypatch.setattr(threading, "Thread", LookedAtBeforeStart)
+    slot.start_loading()
+    assert observed == [False]
+    assert slot.wait(5) and slot.get() == "model"

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from train import json_input
 from train.errors import ClientError
 
 FULLY_REPLICATED = "FullyReplicated"
@@ -45,7 +46,7 @@ def read_channels(path: Path) -> dict[str, Channel]:
     if not path.is_file():
         return {}
     try:
-        doc = json.loads(path.read_text() or "{}")
+        doc = json_input.loads(path.read_text() or "{}")
     except json.JSONDecodeError as exc:
         raise ClientError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):

@@ -11,11 +11,11 @@ list ``[1, 0, 1]``, or as class ids ``[0, 2]`` when the channel's content type s
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from train import json_input
 from train.errors import ClientError
 from train.inputs.recordio import MAGIC_BYTES, is_image, is_packed_record
 from train.lst import Entry, _check_relpath
@@ -57,7 +57,7 @@ def describe(data: bytes) -> str:
         return f"it is {len(data)} bytes of binary data starting {data[:8].hex()}"
     shown = text if len(text) <= SNIPPET else text[:SNIPPET] + "..."
     try:
-        json.loads(text)
+        json_input.loads(text)
     except ValueError:
         return f"it is text `{shown}`"
     return f"it looks like JSON text `{shown}`"
@@ -65,10 +65,10 @@ def describe(data: bytes) -> str:
 
 def _loads(text: str):
     """JSON value of a label; a JSON string is parsed again (``"3"``, ``"[0, 2]"``)."""
-    value = json.loads(text.strip())
+    value = json_input.loads(text.strip())
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
-            value = json.loads(value.strip())
+            value = json_input.loads(value.strip())
     return value
 
 
@@ -203,17 +203,24 @@ def read_manifest(path: Path, root: Path, fmt: LabelFormat) -> list[Entry]:
     """The images and labels of a File-mode ``.manifest`` (paths relative to ``root``).
 
     Raises:
-        ClientError: a line that is not a JSON object, lacks the image or label attribute,
-            or has a bad label (with file and line).
+        ClientError: a file that is not UTF-8 text, a line that is not a JSON object, lacks
+            the image or label attribute, or has a bad label (with file and line).
     """
     entries: list[Entry] = []
     attributes = None
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ClientError(
+            f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}): a manifest is "
+            "JSON Lines, one object per image"
+        ) from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path.name}:{number}"
         try:
-            doc = json.loads(line)
+            doc = json_input.loads(line)
         except ValueError:
             doc = None
         if not isinstance(doc, dict):
