@@ -42,7 +42,9 @@ class TorchEngine:
 
     name = "pytorch"
 
-    def __init__(self, job: Job, bundle: Bundle, device: torch.device, local_devices: int):
+    def __init__(
+        self, job: Job, bundle: Bundle, device: torch.device, local_rank: int, local_devices: int
+    ):
         cfg = job.cfg
         self.job, self.bundle, self.device = job, bundle, device
         self.multi_label, self.top_k = cfg.multi_label, cfg.top_k
@@ -56,8 +58,8 @@ class TorchEngine:
             ids = [device.index] if device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.world = world
-        # MXNet splits each host's mini_batch_size across its devices.
-        self.rank_batch = max(1, cfg.mini_batch_size // local_devices)
+        # Each host's mini_batch_size is split across its devices as MXNet splits it.
+        self.rank_batch = losses.device_slices(cfg.mini_batch_size, local_devices)[local_rank]
         scale = losses.rescale_grad(cfg.mini_batch_size, job.topology.step_scale, world)
         self.optimizer = optim.make_optimizer(cfg, self.net.parameters(), rescale_grad=scale)
         self.precision = cfg.precision_dtype

@@ -171,7 +171,7 @@ def _train_rank(paths: Paths, bundle: bundles.Bundle, place: Place, stop: thread
     )
     job = Job(paths, bundle.cfg, bundle.spec, topology, stop)
     try:
-        run_epochs(job, TorchEngine(job, bundle, device, place.local_devices))
+        run_epochs(job, TorchEngine(job, bundle, device, place.local_rank, place.local_devices))
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
