@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -21,6 +22,12 @@ def _run(case: dict, out: dict[str, np.ndarray]) -> None:
 
     name = case["name"]
     settings = augment.AugmentSettings(tuple(case["image_shape"]), **case.get("settings", {}))
+    if "shards" in case:  # Pipe mode: one loader per shard, as PipeBatches opens them
+        opener = data.shard_opener(settings, batch_size=4, label_width=1, workers=2)
+        for k, rec in enumerate(case["shards"]):
+            shard = SimpleNamespace(rec=Path(rec), idx=Path(rec).with_suffix(".idx"))
+            out[f"{name}/{k}"] = np.concatenate([b.label.numpy() for b in opener(shard, 7)])
+        return
     if "fixed" in case:
         draws = augment.Draws(**case["fixed"])
         images = []
@@ -42,14 +49,18 @@ def _run(case: dict, out: dict[str, np.ndarray]) -> None:
         workers=case.get("workers", 2),
         processes=case.get("processes", False),
     )
+    if case.get("gpu_path"):  # the GPU path's logic, run on the CPU
+        from train.engines.torch import gpu
+
+        loader = gpu.GpuBatches(loader, "cpu")
     for epoch in range(case.get("epochs", 1)):
         batches = list(loader.epoch(epoch))
         key = f"{name}/{epoch}"
         out[f"{key}/data"] = np.concatenate([b.data.numpy() for b in batches])
         out[f"{key}/label"] = np.concatenate([b.label.numpy() for b in batches])
         out[f"{key}/pad"] = np.array([b.pad for b in batches])
-        slots = [slot for batch in loader.plan.batches(epoch) for slot in batch]
-        draws = [loader.maker.draws(slot) for slot in slots]
+        base = getattr(loader, "loader", loader)
+        draws = [d for slots in base.plan.batches(epoch) for d in base.maker.draws(slots)]
         out[f"{key}/draws"] = np.array(
             [[d.top, d.left, d.dh, d.ds, d.dl, d.mirror, d.angle, d.shear, d.ratio] for d in draws]
         )

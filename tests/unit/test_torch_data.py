@@ -10,9 +10,6 @@ generator is not reproduced) and the full crop_color_transform.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -20,8 +17,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TORCH_PYTHON = ROOT / ".venv-torch" / "bin" / "python"
+from tests import augment_reference as ref
+from tests.torch_side import run_probe
+
 SHAPE = (3, 32, 32)
 N, B = 22, 4
 
@@ -33,15 +31,15 @@ def _images(seed: int, count: int) -> list[np.ndarray]:
     return [rng.integers(0, 250, (h, w, 3), dtype=np.uint8) for h, w in sizes]
 
 
-def _pack(path: Path, images: list[np.ndarray], ext: str, *, index: bool = True) -> Path:
-    """Records made by MXNet's own writer; labels are the record numbers."""
+def _pack(path: Path, images: list, ext: str, *, index: bool = True, first: int = 0) -> Path:
+    """Records made by MXNet's own writer; labels are the record numbers (from ``first``)."""
     rec = path.with_suffix(".rec")
     writer = (
         mx.recordio.MXIndexedRecordIO(str(path.with_suffix(".idx")), str(rec), "w")
         if index
         else mx.recordio.MXRecordIO(str(rec), "w")
     )
-    for i, image in enumerate(images):
+    for i, image in enumerate(images, first):
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
         encoded = cv2.imencode(ext, image, params)[1].tobytes()
         record = mx.recordio.pack(mx.recordio.IRHeader(0, float(i), i, 0), encoded)
@@ -86,6 +84,8 @@ def data(tmp_path_factory) -> dict:
         "png": _pack(d / "png", images, ".png"),
         "jpg": _pack(d / "jpg", images, ".jpg"),
         "plain": _pack(d / "plain", images, ".png", index=False),
+        "shard0": _pack(d / "shard0", images[:8], ".png"),
+        "shard1": _pack(d / "shard1", images[8:14], ".png", first=8),
     }
     cases = [
         _case("val", files["png"], False),
@@ -98,6 +98,12 @@ def data(tmp_path_factory) -> dict:
         _case("wrap", files["plain"], idx=False, **TRAIN),
         _case("wrap_shuffled", files["png"], processes=True, **TRAIN),
         *(_case(f"part{p}", files["png"], num_parts=3, part_index=p, **TRAIN) for p in range(3)),
+        *(
+            _case(f"{path}_{aug}", files["jpg"], settings=v, gpu_path=path == "gpu", **TRAIN)
+            for path in ("cpu", "gpu")
+            for aug, v in (("crop", dict(rand_crop=True, rand_mirror=True)), ("full", FULL))
+        ),
+        dict(name="shards", shards=[str(files[f"shard{k}"]) for k in (0, 1)], image_shape=SHAPE),
         dict(
             name="rotate",
             rec=str(files["png"]),
@@ -106,16 +112,7 @@ def data(tmp_path_factory) -> dict:
             fixed=dict(angle=7),
         ),
     ]
-    (d / "cases.json").write_text(json.dumps(cases))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(
-        [str(TORCH_PYTHON), "-m", "tests.torch_data_probe", d / "cases.json", d / "out.npz"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-    with np.load(d / "out.npz") as out:
+    with np.load(run_probe("tests.torch_data_probe", cases, d)) as out:
         return {"files": files, "images": images, **{k: out[k] for k in out.files}}
 
 
@@ -165,64 +162,33 @@ def test_jpeg_validation_decodes_as_mxnet_does(data):
     assert diff.max() <= 0, f"JPEG decode differs from MXNet's by up to {diff.max()}"
 
 
-def _window(image_bgr: np.ndarray, top: int, left: int, mirror: bool) -> np.ndarray:
-    crop = image_bgr[top : top + SHAPE[1], left : left + SHAPE[2], ::-1]  # RGB
-    return (crop[:, ::-1] if mirror else crop).transpose(2, 0, 1)
-
-
-def _find_window(image_bgr: np.ndarray, out: np.ndarray) -> tuple[int, int, bool]:
-    h, w = image_bgr.shape[0] - SHAPE[1], image_bgr.shape[1] - SHAPE[2]
-    found = [
-        (y, x, m)
-        for y in range(h + 1)
-        for x in range(w + 1)
-        for m in (False, True)
-        if np.array_equal(_window(image_bgr, y, x, m), out)
-    ]
-    assert len(found) == 1, "MXNet's output is not one crop window of the image"
-    return found[0]
-
-
 def _offsets(data: dict, case: str) -> list[tuple[int, int, bool, int]]:
     """(top, left, mirror, record) of every torch sample, from its draws."""
     found = []
-    for epoch in range(3):
-        for draw, label in zip(
-            data[f"{case}/{epoch}/draws"], data[f"{case}/{epoch}/label"], strict=True
+    for e in range(3):
+        for d, k in zip(
+            data[f"{case}/{e}/draws"], data[f"{case}/{e}/label"].astype(int), strict=True
         ):
-            image = data["images"][int(label)]
-            room = image.shape[0] - SHAPE[1] + 1, image.shape[1] - SHAPE[2] + 1
-            found.append(
-                (int(draw[0] * room[0]), int(draw[1] * room[1]), bool(draw[5]), int(label))
-            )
+            h, w = (n - 31 for n in data["images"][k].shape[:2])  # 0..n-32: n-31 offsets
+            found.append((int(d[0] * h), int(d[1] * w), bool(d[5]), k))
     return found
 
 
 def test_random_crops_and_mirrors_are_windows_over_mxnets_whole_range(data):
-    images, torch_out = data["images"], np.concatenate([data[f"crop/{e}/data"] for e in range(3)])
+    images, got = data["images"], np.concatenate([data[f"crop/{e}/data"] for e in range(3)])
     torch_found = _offsets(data, "crop")
-    for out, (top, left, mirror, record) in zip(torch_out, torch_found, strict=True):
-        np.testing.assert_array_equal(out, _window(images[record], top, left, mirror))
+    for out, (top, left, mirror, k) in zip(got, torch_found, strict=True):
+        np.testing.assert_array_equal(out, ref.window(images[k], top, left, mirror, SHAPE))
     mx_data, mx_labels = _mx_samples(data["files"]["png"], 3, rand_crop=True, rand_mirror=True)
     mx_found = [
-        _find_window(images[int(k)], out) for out, k in zip(mx_data, mx_labels, strict=True)
+        (*ref.find_window(images[int(k)], out), int(k))
+        for out, k in zip(mx_data, mx_labels, strict=True)
     ]
-    for found in (mx_found, [f[:3] for f in torch_found]):
-        assert 0.3 < np.mean([m for _, _, m in found]) < 0.7  # Bernoulli(0.5) mirror
-        tops = [t / (images[0].shape[0] - SHAPE[1]) for t, _, _ in found]
-        assert min(tops) == 0  # the range includes both ends (C++ uniform_int_distribution)
-    heights = [images[int(k)].shape[0] - SHAPE[1] for k in mx_labels]
-    assert all(t <= h for (t, _, _), h in zip(mx_found, heights, strict=True))
-    assert any(t == h for (t, _, _), h in zip(mx_found, heights, strict=True) if h > 0)
-    assert any(t == h and h > 0 for (t, _, _, k) in torch_found for h in [images[k].shape[0] - 32])
-
-
-def _hls(image_rgb_chw: np.ndarray, dh: int, ds: int, dl: int) -> np.ndarray:
-    """The C++ loop over OpenCV's 8-bit HLS, written out independently."""
-    bgr = np.ascontiguousarray(image_rgb_chw.transpose(1, 2, 0)[:, :, ::-1])
-    hls = cv2.cvtColor(bgr, cv2.COLOR_BGR2HLS).astype(int) + [dh, dl, ds]
-    hls = np.clip(hls, 0, [180, 255, 255]).astype(np.uint8)
-    return cv2.cvtColor(hls, cv2.COLOR_HLS2BGR)[:, :, ::-1].transpose(2, 0, 1)
+    for found in (mx_found, torch_found):
+        assert 0.3 < np.mean([m for _, _, m, _ in found]) < 0.7  # Bernoulli(0.5) mirror
+        room = [(t, images[k].shape[0] - SHAPE[1]) for t, _, _, k in found]
+        assert all(0 <= t <= r for t, r in room)  # both ends included (uniform_int_distribution)
+        assert any(t == 0 < r for t, r in room) and any(0 < t == r for t, r in room)
 
 
 @pytest.mark.parametrize("which", list(HLS))
@@ -238,7 +204,7 @@ def test_hls_jitter_is_mxnets_for_the_drawn_offset(data, which):
     for out, k in zip(mx_data, mx_labels, strict=True):
         diffs = {
             o: np.abs(
-                _hls(centre[int(k)], *[o * (c == column) for c in (2, 3, 4)]) - out.astype(int)
+                ref.hls(centre[int(k)], *[o * (c == column) for c in (2, 3, 4)]) - out.astype(int)
             )
             for o in range(-limit, limit + 1)
         }
@@ -253,7 +219,7 @@ def test_hls_jitter_is_mxnets_for_the_drawn_offset(data, which):
             *(data[f"{which}/{epoch}/{p}"] for p in ("data", "draws", "label")), strict=True
         ):
             dh, ds, dl = (int(v) for v in draw[2:5])
-            np.testing.assert_array_equal(out, _hls(centre[int(k)], dh, ds, dl))
+            np.testing.assert_array_equal(out, ref.hls(centre[int(k)], dh, ds, dl))
             drawn.append(int(draw[column]))
     for offsets in (recovered, drawn):  # int() of U(-v, v): within +-(v-1), both signs
         assert max(np.abs(offsets)) < limit and min(offsets) < -limit / 3 < limit / 3 < max(offsets)
@@ -267,12 +233,6 @@ def test_a_rotation_is_mxnets_with_white_corners(data):
     assert (got[3, :, 0, 0] == 255).all() and (got[3, :, -1, -1] == 255).all()  # fill_value
 
 
-def _ks(a: np.ndarray, b: np.ndarray) -> float:
-    grid = np.sort(np.concatenate([a, b]))
-    cdf = lambda x: np.searchsorted(np.sort(x), grid, side="right") / len(x)  # noqa: E731
-    return float(np.abs(cdf(a) - cdf(b)).max())
-
-
 def test_crop_color_transform_matches_mxnets_distribution(data):
     torch_out = np.concatenate([data[f"full/{e}/data"] for e in range(10)])
     mx_out, _ = _mx_samples(data["files"]["png"], 10, **FULL)
@@ -280,7 +240,7 @@ def test_crop_color_transform_matches_mxnets_distribution(data):
         lambda x: x.reshape(len(x), -1).mean(1),  # colour jitter
         lambda x: (x == 255).all(1).reshape(len(x), -1).mean(1),  # white fill: rotation, shear
     ):
-        assert _ks(stat(torch_out), stat(mx_out)) < 0.19  # two-sample KS, alpha 0.001 at n=220
+        assert ref.ks(stat(torch_out), stat(mx_out)) < 0.19  # two-sample KS, alpha 0.001 at n=220
 
 
 def test_round_batch_wraps_and_skips_as_mxnet_over_three_epochs(data):
@@ -307,3 +267,25 @@ def test_parts_hold_mxnets_records_and_run_equal_steps(data):
             == set(range(8 * p, min(8 * p + 8, N)))
         )
         assert [len(e) for e in got] == [8, 8, 8]  # ceil(ceil(22/3)/4) = 2 batches on every part
+
+
+def test_the_gpu_path_on_the_cpu_is_the_cpu_path_up_to_rounding(data):
+    """Same draws; torchvision's JPEG decode is libjpeg-turbo like OpenCV's (exact); the warp
+    (grid_sample) and the HLS arithmetic round differently from OpenCV, which HLS can amplify
+    on near-grey pixels."""
+    cpu, gpu = (
+        np.concatenate([data[f"{p}_crop/{e}/data"] for e in range(3)]) for p in ("cpu", "gpu")
+    )
+    np.testing.assert_array_equal(gpu, cpu)
+    cpu, gpu = (data[f"{p}_full/0/data"].astype(int) for p in ("cpu", "gpu"))
+    diff = np.abs(gpu - cpu)
+    assert diff.mean() < 0.5 and (diff > 1).mean() < 0.02
+
+
+def test_pipe_shards_are_read_as_mxnet_reads_them(data):
+    """Each shard is an epoch of its own: shuffled, its last batch wrapped within the shard."""
+    for k, records in ((0, range(8)), (1, range(8, 14))):
+        got = data[f"shards/{k}"].astype(int).tolist()
+        expected = _mx_epochs(data["files"][f"shard{k}"], shuffle=True, round_batch=True)[0]
+        assert len(got) == len(expected) * B == 8 and set(got) == set(records)
+        assert sorted(got[: len(records)]) == list(records) and got != sorted(got)

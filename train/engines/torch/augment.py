@@ -175,7 +175,8 @@ def hls_jitter(image_bgr: np.ndarray, dh: int, ds: int, dl: int) -> np.ndarray:
 
 
 def augment(image: np.ndarray, settings: AugmentSettings, draws: Draws) -> np.ndarray:
-    """Decoded HxWxC (BGR) -> CxHxW uint8 RGB, the iterator's steps in its order."""
+    """Decoded HxWxC (BGR) -> CxHxW uint8 RGB, the iterator's steps in its order (a strided
+    view: the caller copies it once, into its batch)."""
     channels, out_h, out_w = settings.image_shape
     if settings.resize:
         image = resize(image, settings.resize)
@@ -189,4 +190,4 @@ def augment(image: np.ndarray, settings: AugmentSettings, draws: Draws) -> np.nd
         image = image[:, ::-1]
     if channels == 3:
         image = image[:, :, ::-1]  # BGR -> RGB, as the iterator copies pixels out
-    return np.ascontiguousarray(image.transpose(2, 0, 1))
+    return image.transpose(2, 0, 1)
