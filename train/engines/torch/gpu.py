@@ -38,10 +38,11 @@ def _round(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x).clamp_(0, 255)
 
 
-def hls_jitter(rgb: torch.Tensor, dh: int, ds: int, dl: int) -> torch.Tensor:
-    """:func:`augment.hls_jitter` in float32 tensor arithmetic (OpenCV's 8-bit formulas) for a
-    (3, H, W) uint8 RGB image."""
-    r, g, b = (rgb.float() * (1.0 / 255.0)).unbind(0)
+def hls_jitter(rgb: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """:func:`augment.hls_jitter` in float32 tensor arithmetic (OpenCV's 8-bit formulas) for
+    (..., 3, H, W) uint8 RGB images and (..., 3) integer (dh, ds, dl) offsets, one per image."""
+    dh, ds, dl = (v[..., None, None] for v in offsets.to(rgb.device).float().unbind(-1))
+    r, g, b = (rgb.float() * (1.0 / 255.0)).unbind(-3)
     vmax, vmin = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
     diff, total = vmax - vmin, vmax + vmin
     light = total / 2
@@ -64,47 +65,56 @@ def hls_jitter(rgb: torch.Tensor, dh: int, ds: int, dl: int) -> torch.Tensor:
     hue = torch.where(hue >= 6, hue - 6, hue)
     sector = hue.floor().long().clamp_(0, 5)
     frac = hue - sector
-    table = torch.stack([p2, p1, p1 + (p2 - p1) * (1 - frac), p1 + (p2 - p1) * frac])
-    picks = SECTORS.to(rgb.device)[sector]  # (H, W, 3): B, G, R
-    bgr = torch.gather(table, 0, picks.permute(2, 0, 1))
-    bgr = torch.where((s8 == 0)[None], light[None].expand(3, -1, -1), bgr)
-    return _round(bgr.flip(0) * 255).to(torch.uint8)
+    table = torch.stack([p2, p1, p1 + (p2 - p1) * (1 - frac), p1 + (p2 - p1) * frac], -3)
+    picks = SECTORS.to(rgb.device)[sector].movedim(-1, -3)  # (..., 3, H, W): B, G, R
+    bgr = torch.gather(table, -3, picks)
+    bgr = torch.where((s8 == 0).unsqueeze(-3), light.unsqueeze(-3), bgr)
+    return _round(bgr.flip(-3) * 255).to(torch.uint8)
 
 
 def warp(image: torch.Tensor, draws: augment.Draws) -> torch.Tensor:
     """:func:`augment.warp` with ``grid_sample``: the same matrix, white outside."""
     _, height, width = image.shape
-    m = torch.from_numpy(
-        augment.affine_matrix(width, height, draws.angle, draws.shear, draws.ratio)
+    m = augment.affine_matrix(width, height, draws.angle, draws.shear, draws.ratio)
+    inverse = np.linalg.inv(np.vstack([m.astype(np.float64), [0, 0, 1]]))[:2]
+    device, f64 = image.device, torch.float64
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=f64),
+        torch.arange(width, device=device, dtype=f64),
+        indexing="ij",
     )
-    inverse = torch.linalg.inv(torch.cat([m.double(), torch.tensor([[0.0, 0, 1]]).double()]))
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    points = torch.stack([xs, ys, torch.ones_like(xs)], -1).double() @ inverse[:2].T
+    points = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ torch.from_numpy(inverse.T).to(device)
     points = torch.round(points * WARP_STEPS) / WARP_STEPS  # OpenCV's 1/32-pixel positions
-    size = torch.tensor([width, height], dtype=torch.float64)
-    grid = (2 * points + 1) / size - 1
+    grid = (2 * points + 1) / torch.tensor([width, height], dtype=f64, device=device) - 1
     shifted = image.float()[None] - augment.FILL_VALUE  # zero padding becomes the fill value
-    out = F.grid_sample(shifted, grid[None].float().to(image.device), align_corners=False)
+    out = F.grid_sample(shifted, grid[None].float(), align_corners=False)
     return _round(out[0] + augment.FILL_VALUE).to(torch.uint8)
 
 
-def transform(
-    image: torch.Tensor, settings: augment.AugmentSettings, draws: augment.Draws
-) -> torch.Tensor:
-    """(C, H, W) uint8 RGB -> the augmented (C, h, w) uint8, :func:`augment.augment`'s steps."""
-    channels, out_h, out_w = settings.image_shape
+def crop(image: torch.Tensor, settings: augment.AugmentSettings, draws: augment.Draws):
+    """(C, H, W) uint8 -> (C, h, w): :func:`augment.augment`'s resize, affine and crop."""
+    _, out_h, out_w = settings.image_shape
     if settings.resize:
         size = augment.resized_shape(image.shape[1], image.shape[2], settings.resize)
-        image = _round(F.interpolate(image.float()[None], size=size, mode="bilinear")[0]).to(
-            torch.uint8
-        )
+        resized = F.interpolate(image.float()[None], size=size, mode="bilinear")[0]
+        image = _round(resized).to(torch.uint8)
     if settings.affine:
         image = warp(image, draws)
     top, left = augment.crop_offsets(image.shape[1], image.shape[2], out_h, out_w, draws)
-    image = image[:, top : top + out_h, left : left + out_w]
-    if settings.color and channels == 3:
-        image = hls_jitter(image, draws.dh, draws.ds, draws.dl)
-    return image.flip(2) if draws.mirror else image
+    return image[:, top : top + out_h, left : left + out_w]
+
+
+def transform(
+    images: list[torch.Tensor], settings: augment.AugmentSettings, draws: list[augment.Draws]
+) -> torch.Tensor:
+    """Decoded (C, H, W) uint8 RGB images -> the (B, C, h, w) batch: geometry per image (sizes
+    differ), then colour and mirror on the whole batch."""
+    batch = torch.stack([crop(i, settings, d) for i, d in zip(images, draws, strict=True)])
+    if settings.color and settings.image_shape[0] == 3:
+        offsets = torch.tensor([[d.dh, d.ds, d.dl] for d in draws])
+        batch = hls_jitter(batch, offsets)
+    mirror = torch.tensor([d.mirror for d in draws], device=batch.device)
+    return torch.where(mirror[:, None, None, None], batch.flip(-1), batch)
 
 
 def decode(payloads: list[bytes], channels: int, device: torch.device) -> list[torch.Tensor]:
@@ -159,8 +169,6 @@ class GpuBatches:
                     return
                 payloads, labels, draws = pending.popleft().result()
                 images = decode(payloads, settings.image_shape[0], self.device)
-                data = torch.stack(
-                    [transform(i, settings, d) for i, d in zip(images, draws, strict=True)]
-                )
+                data = transform(images, settings, draws)
                 label = torch.from_numpy(labels).to(self.device, non_blocking=True)
                 yield Batch(data, label[:, 0] if labels.shape[1] == 1 else label, 0)
