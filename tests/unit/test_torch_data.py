@@ -32,7 +32,8 @@ def _images(seed: int, count: int) -> list[np.ndarray]:
 
 
 def _pack(path: Path, images: list, ext: str, *, index: bool = True, first: int = 0) -> Path:
-    """Records made by MXNet's own writer; labels are the record numbers (from ``first``)."""
+    """Records made by MXNet's own writer; labels are the record numbers (from ``first``), and
+    two more columns for JPEG records (a multi-label set)."""
     rec = path.with_suffix(".rec")
     writer = (
         mx.recordio.MXIndexedRecordIO(str(path.with_suffix(".idx")), str(rec), "w")
@@ -42,7 +43,8 @@ def _pack(path: Path, images: list, ext: str, *, index: bool = True, first: int 
     for i, image in enumerate(images, first):
         params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
         encoded = cv2.imencode(ext, image, params)[1].tobytes()
-        record = mx.recordio.pack(mx.recordio.IRHeader(0, float(i), i, 0), encoded)
+        label = np.array([i, i + 0.5, -i], np.float32) if ext == ".jpg" else float(i)
+        record = mx.recordio.pack(mx.recordio.IRHeader(0, label, i, 0), encoded)
         writer.write_idx(i, record) if index else writer.write(record)
     writer.close()
     return rec
@@ -91,7 +93,7 @@ def data(tmp_path_factory) -> dict:
         _case("val", files["png"], False),
         _case("val_resize", files["png"], False, settings=dict(resize=36)),
         _case("val_gray", files["png"], False, image_shape=(1, 32, 32)),
-        _case("val_jpg", files["jpg"], False),
+        _case("val_jpg", files["jpg"], False, label_width=3),
         _case("crop", files["png"], settings=dict(rand_crop=True, rand_mirror=True), **TRAIN),
         *(_case(k, files["png"], settings=v, **TRAIN) for k, v in HLS.items()),
         _case("full", files["png"], settings=FULL, training=True, seed=1, epochs=10),
@@ -156,10 +158,12 @@ def test_validation_batches_are_mxnets_pixel_for_pixel(data, case, shape, extra)
     np.testing.assert_array_equal(data[f"{case}/0/label"][:N], labels[:N])
 
 
-def test_jpeg_validation_decodes_as_mxnet_does(data):
-    expected, _ = _mx_samples(data["files"]["jpg"], **VAL)
+def test_jpeg_and_multi_label_records_read_as_mxnet_reads_them(data):
+    expected, labels = _mx_samples(data["files"]["jpg"], **VAL, label_width=3)
     diff = np.abs(data["val_jpg/0/data"][:N].astype(int) - expected[:N].astype(int))
     assert diff.max() <= 0, f"JPEG decode differs from MXNet's by up to {diff.max()}"
+    assert labels.shape == (N, 3) and data["val_jpg/0/label"].shape == (24, 3)
+    np.testing.assert_array_equal(data["val_jpg/0/label"][:N], labels)
 
 
 def _offsets(data: dict, case: str) -> list[tuple[int, int, bool, int]]:

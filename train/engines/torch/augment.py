@@ -167,11 +167,12 @@ def crop_offsets(height: int, width: int, out_h: int, out_w: int, draws: Draws) 
 
 
 def hls_jitter(image_bgr: np.ndarray, dh: int, ds: int, dl: int) -> np.ndarray:
-    """Add the offsets in OpenCV's 8-bit HLS, clipped (not wrapped) to H<=180, L, S<=255."""
-    hls = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HLS).astype(np.int16)
-    hls += np.array([dh, dl, ds], np.int16)
-    np.clip(hls, 0, np.array(HLS_LIMITS, np.int16), out=hls)
-    return cv2.cvtColor(hls.astype(np.uint8), cv2.COLOR_HLS2BGR)
+    """Add the offsets in OpenCV's 8-bit HLS, clipped (not wrapped) to H<=180, L, S<=255: a
+    saturating add clips to 0..255, then hue is capped at 180."""
+    hls = cv2.add(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2HLS), (dh, dl, ds, 0))
+    if dh > 0:
+        np.minimum(hls[:, :, 0], HLS_LIMITS[0], out=hls[:, :, 0])
+    return cv2.cvtColor(hls, cv2.COLOR_HLS2BGR)
 
 
 def augment(image: np.ndarray, settings: AugmentSettings, draws: Draws) -> np.ndarray:
