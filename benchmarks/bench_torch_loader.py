@@ -101,11 +101,19 @@ def bench_torch(rec: Path, crop: int, augmentation: str, threads: int, epochs: i
     return _time(run())
 
 
+def _torch_round(args, rec: Path) -> list[dict]:
+    cmd = [args.torch_python, __file__, "--side", "torch", "--rec", str(rec)]
+    cmd += ["--threads", str(args.threads), "--epochs", str(args.epochs)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--torch-python", default=str(ROOT / ".venv-torch/bin/python"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--side", choices=["mxnet", "torch"], default="mxnet")
     parser.add_argument("--rec")
     args = parser.parse_args()
@@ -114,49 +122,45 @@ def main() -> None:
         for augmentation in AUGMENTATIONS:
             for kind in ("threads", "processes"):
                 rate = bench_torch(rec, crop, augmentation, args.threads, args.epochs, kind)
-                print(
-                    json.dumps(
-                        dict(
-                            loader=f"torch-{kind}",
-                            crop=crop,
-                            aug=augmentation,
-                            threads=args.threads,
-                            images_per_sec=round(rate, 1),
-                        )
-                    )
-                )
+                row = dict(loader=f"torch-{kind}", crop=crop, aug=augmentation, rate=rate)
+                print(json.dumps(row))
         return
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for crop in SIZES:
             rec = make(Path(tmp), crop)
-            for augmentation in AUGMENTATIONS:
-                rate = bench_mxnet(rec, crop, augmentation, args.threads, args.epochs)
-                print(
-                    json.dumps(
-                        dict(
-                            loader="mxnet",
-                            crop=crop,
-                            aug=augmentation,
-                            threads=args.threads,
-                            images_per_sec=round(rate, 1),
-                        )
+            for _ in range(args.rounds):  # back to back, in rounds: the machine is shared
+                for augmentation in AUGMENTATIONS:
+                    rate = bench_mxnet(rec, crop, augmentation, args.threads, args.epochs)
+                    rows.append(dict(loader="mxnet", crop=crop, aug=augmentation, rate=rate))
+                rows += _torch_round(args, rec)
+    for crop in SIZES:
+        for augmentation in AUGMENTATIONS:
+            median = {
+                loader: float(
+                    np.median(
+                        [
+                            r["rate"]
+                            for r in rows
+                            if r["loader"] == loader
+                            and r["crop"] == crop
+                            and r["aug"] == augmentation
+                        ]
                     )
                 )
-            sys.stdout.flush()
-            subprocess.run(
-                [
-                    args.torch_python,
-                    __file__,
-                    "--side",
-                    "torch",
-                    "--rec",
-                    str(rec),
-                    "--threads",
-                    str(args.threads),
-                    "--epochs",
-                    str(args.epochs),
-                ],
-                check=True,
+                for loader in ("mxnet", "torch-threads", "torch-processes")
+            }
+            ratio = {k: round(v / median["mxnet"], 2) for k, v in median.items()}
+            print(
+                json.dumps(
+                    dict(
+                        crop=crop,
+                        aug=augmentation,
+                        threads=args.threads,
+                        images_per_sec={k: round(v) for k, v in median.items()},
+                        vs_mxnet=ratio,
+                    )
+                )
             )
 
 

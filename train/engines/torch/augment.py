@@ -177,7 +177,8 @@ def hls_jitter(image_bgr: np.ndarray, dh: int, ds: int, dl: int) -> np.ndarray:
 
 def augment(image: np.ndarray, settings: AugmentSettings, draws: Draws) -> np.ndarray:
     """Decoded HxWxC (BGR) -> CxHxW uint8 RGB, the iterator's steps in its order (a strided
-    view: the caller copies it once, into its batch)."""
+    view: the caller copies it once, into its batch). One-channel images skip the HLS jitter
+    (MXNet's iterator aborts on them: OpenCV's BGR2HLS needs three channels)."""
     channels, out_h, out_w = settings.image_shape
     if settings.resize:
         image = resize(image, settings.resize)

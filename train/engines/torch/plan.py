@@ -5,7 +5,9 @@ order, or in a fresh permutation of the part when shuffling; with ``round_batch=
 batch is filled from the next epoch's order, and the next epoch skips what was borrowed
 (6, 5, 6, ... batches). So the records form one endless stream (permutation after
 permutation) cut into batches, and an epoch ends with the batch that crosses its permutation's
-end. ``round_batch=False`` (validation) reads the part once; the last batch is short.
+end. ``round_batch=False`` (validation) reads the part once; the last batch is short. (MXNet's
+``pad`` is no help: it reports 2 on the wrapped training batch and 0 on the padded validation
+one; the loader reports 0 and the true padding.)
 
 Partitioning (``num_parts``/``part_index``) takes contiguous ``ceil(N/parts)`` slices of the
 index, as dmlc does. Where this differs from MXNet, on purpose: with several parts MXNet gives
