@@ -1,12 +1,13 @@
 """Pack ``.lst`` + images into RecordIO once, in parallel, with a cache keyed by content.
 
-Decoding happens here, in worker threads (OpenCV releases the GIL), and never again in Python:
-training reads the packed file with MXNet's C++ ``ImageRecordIter``. Training images are
-stored as JPEG at the ``resize`` size; validation images as lossless PNG, so that validation
-sees exactly the pixels the server computes with the same :mod:`train.presets` code.
-Unreadable images are skipped and counted; the job fails when too many are. A stop request
-(SIGTERM) ends packing within about one image's decoding time; the cache entry is only renamed
-into place, with its manifest, once it is complete.
+Decoding happens here, in worker threads (OpenCV releases the GIL); training reads the packed
+file with MXNet's C++ ``ImageRecordIter`` or the PyTorch engine's loader. The file is written by
+:mod:`train.inputs.recordio`, byte for byte as MXNet's writer wrote it (the cache is shared).
+Training images are stored as JPEG at the ``resize`` size; validation images as lossless PNG,
+so that validation sees exactly the pixels the server computes with the same
+:mod:`train.presets` code. Unreadable images are skipped and counted; the job fails when too
+many are. A stop request (SIGTERM) ends packing within about one image's decoding time; the
+cache entry is only renamed into place, with its manifest, once it is complete.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from train import artifacts, images, presets
 from train.errors import ClientError, TrainingInterrupted
+from train.inputs import recordio
 from train.lst import Entry
 
 logger = logging.getLogger(__name__)
@@ -133,13 +135,11 @@ def _write(
     progress: bool,
     stop: threading.Event,
 ) -> tuple[int, list[tuple[str, str]], list[str]]:
-    from mxnet import recordio
     from tqdm import tqdm
 
-    writer = recordio.MXIndexedRecordIO(str(out_dir / IDX_FILE), str(out_dir / REC_FILE), "w")
     count, skipped, too_small = 0, [], []
     loaded = _iter_loaded(entries, root, settings, workers, stop)
-    try:
+    with recordio.IndexedWriter(out_dir / IDX_FILE, out_dir / REC_FILE) as writer:
         for entry, data, problem in tqdm(
             loaded, total=len(entries), disable=not progress, desc="packing", unit="img"
         ):
@@ -149,15 +149,8 @@ def _write(
                 else:
                     skipped.append((entry.relpath, problem))
                 continue
-            labels = entry.labels
-            label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
-            header = recordio.IRHeader(
-                0 if len(labels) == 1 else len(labels), label, entry.index, 0
-            )
-            writer.write_idx(entry.index, recordio.pack(header, data))
+            writer.write(entry.index, recordio.pack_labels(entry.index, entry.labels, data))
             count += 1
-    finally:
-        writer.close()
     for written in (out_dir / REC_FILE, out_dir / IDX_FILE):
         artifacts.fsync_file(written)
     return count, skipped, too_small
@@ -249,11 +242,7 @@ def pack(
 def pack_record(index: int, labels: tuple[float, ...], encoded: bytes) -> bytes:
     """One record as ``ImageRecordIter`` reads it: MXNet's ``IRHeader`` (one label inline, or
     several before the image) and the encoded image."""
-    from mxnet import recordio
-
-    label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
-    header = recordio.IRHeader(0 if len(labels) == 1 else len(labels), label, index, 0)
-    return recordio.pack(header, encoded)
+    return recordio.pack_labels(index, labels, encoded)
 
 
 def count_records(
@@ -268,22 +257,16 @@ def count_records(
         ClientError: a record's image is over ``max_pixels`` or over MXNet's own cap.
         TrainingInterrupted: ``stop`` was set.
     """
-    from mxnet import recordio
-
-    reader = recordio.MXRecordIO(str(rec), "r")
     count, width = 0, 1
-    try:
-        while (item := reader.read()) is not None:
-            header, payload = recordio.unpack(item)
-            if count == 0:
-                width = max(1, int(header.flag))
-            if max_pixels is not None:
-                _check_record_size(rec, header.id, payload, max_pixels)
-            count += 1
-            if stop is not None and count % 256 == 0 and stop.is_set():
-                raise TrainingInterrupted(f"stop requested while reading {rec.name}")
-    finally:
-        reader.close()
+    for item in recordio.read_file(rec):
+        header, payload = recordio.unpack(item)
+        if count == 0:
+            width = max(1, int(header.flag))
+        if max_pixels is not None:
+            _check_record_size(rec, header.id, payload, max_pixels)
+        count += 1
+        if stop is not None and count % 256 == 0 and stop.is_set():
+            raise TrainingInterrupted(f"stop requested while reading {rec.name}")
     return count, width
 
 
@@ -310,12 +293,8 @@ def _check_record_size(rec: Path, record_id: int, payload: bytes, max_pixels: in
 
 def read_labels(rec: Path) -> np.ndarray:
     """Every record's label(s), as an (N, width) array (for class-frequency loss weights)."""
-    from mxnet import recordio
-
-    reader = recordio.MXRecordIO(str(rec), "r")
-    labels = []
-    while (item := reader.read()) is not None:
-        header, _ = recordio.unpack(item)
-        labels.append(np.atleast_1d(np.asarray(header.label, dtype=np.float32)))
-    reader.close()
+    labels = [
+        np.atleast_1d(np.asarray(recordio.unpack(item)[0].label, dtype=np.float32))
+        for item in recordio.read_file(rec)
+    ]
     return np.stack(labels)

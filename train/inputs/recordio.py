@@ -7,15 +7,21 @@ and data is padded to 4 bytes. A record is split into parts where its data holds
 word, which the reader puts back between the parts.
 
 MXNet's own reader (``mx.recordio.MXRecordIO``) only opens paths, and reopening a FIFO by path
-blocks forever once its writer has finished, so a FIFO is read with this reader; the tests check
-it against files written by MXNet's writer.
+blocks forever once its writer has finished, so a FIFO is read with this reader. The packed
+files (``.rec`` + ``.idx``) are written here too, byte for byte as ``mx.recordio.pack`` and
+``MXIndexedRecordIO`` write them, so that packing needs no MXNet (the PyTorch engine runs
+without it) and the packing cache stays valid across both writers; the tests check both
+directions against MXNet.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import numpy as np
 
 from train.errors import ClientError
 
@@ -23,6 +29,7 @@ MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
 LENGTH_MASK = (1 << 29) - 1
 IR_HEADER = struct.Struct("<IfQQ")  # mxnet.recordio.IRHeader: flag, label, id, id2
+MAX_RECORD = 1 << 29  # dmlc refuses records of 2**29 bytes or more
 MAX_LABEL_WIDTH = 100_000
 
 IMAGE_SIGNATURES = (
@@ -103,3 +110,127 @@ def is_packed_record(data: bytes) -> bool:
 def label_width(record: bytes) -> int:
     """How many labels a packed record carries (1 unless its header lists several)."""
     return max(1, IR_HEADER.unpack_from(record)[0])
+
+
+class IRHeader(NamedTuple):
+    """``mxnet.recordio.IRHeader``: ``label`` is one float, or (with ``flag`` = their count)
+    an array of float32 labels stored between the header and the payload."""
+
+    flag: int
+    label: float | np.ndarray
+    id: int
+    id2: int
+
+
+def pack(header: IRHeader, payload: bytes) -> bytes:
+    """One record as ``mx.recordio.pack`` makes it: a number label goes inline with flag 0; a
+    sequence of labels sets flag to their count, label to 0, and precedes the payload."""
+    if isinstance(header.label, (int, float, np.number)):
+        return IR_HEADER.pack(0, header.label, header.id, header.id2) + payload
+    labels = np.asarray(header.label, dtype=np.float32)
+    return IR_HEADER.pack(labels.size, 0.0, header.id, header.id2) + labels.tobytes() + payload
+
+
+def pack_labels(index: int, labels: Sequence[float], payload: bytes) -> bytes:
+    """The product's record: one label inline, or several before the image; ``id2`` 0."""
+    label = labels[0] if len(labels) == 1 else np.asarray(labels, dtype=np.float32)
+    return pack(IRHeader(0, label, index, 0), payload)
+
+
+def unpack(record: bytes) -> tuple[IRHeader, bytes]:
+    """``mx.recordio.unpack``: the header (labels as a float32 array when flag > 0) and the
+    payload."""
+    if len(record) < IR_HEADER.size:
+        raise ClientError(f"a {len(record)}-byte record is too short for MXNet's IRHeader")
+    header = IRHeader(*IR_HEADER.unpack_from(record))
+    body = memoryview(record)[IR_HEADER.size :]
+    if header.flag > 0:
+        if len(body) < 4 * header.flag:
+            raise ClientError(f"record {header.id} is shorter than its {header.flag} labels")
+        labels = np.frombuffer(body[: 4 * header.flag], np.float32).copy()
+        return header._replace(label=labels), bytes(body[4 * header.flag :])
+    return header, bytes(body)
+
+
+def encode(record: bytes) -> bytes:
+    """``record`` framed as dmlc's ``RecordIOWriter`` writes it: split before each magic word
+    at a 4-byte-aligned offset (the word itself dropped), the last part padded to 4 bytes."""
+    if len(record) >= MAX_RECORD:
+        raise ClientError(f"a record of {len(record)} bytes is over RecordIO's 2**29-byte limit")
+    view, out, start = memoryview(record), [], 0
+    found = record.find(MAGIC_BYTES)
+    while found != -1:
+        if found % 4 == 0:
+            flag = 1 if start == 0 else 2
+            out += [struct.pack("<II", MAGIC, flag << 29 | (found - start)), view[start:found]]
+            start = found + 4
+            found = record.find(MAGIC_BYTES, start)
+        else:
+            found = record.find(MAGIC_BYTES, found + 1)
+    flag = 3 if start else 0
+    out += [struct.pack("<II", MAGIC, flag << 29 | (len(record) - start)), view[start:]]
+    out.append(b"\0" * (-len(record) % 4))
+    return b"".join(out)
+
+
+class IndexedWriter:
+    """``MXIndexedRecordIO(idx, rec, "w")``: each ``write(key, record)`` appends the framed
+    record and an ``key<TAB>offset`` line to the index."""
+
+    def __init__(self, idx: Path, rec: Path):
+        self._rec = open(rec, "wb")  # noqa: SIM115 - closed by close()
+        try:
+            self._idx = open(idx, "w")  # noqa: SIM115
+        except BaseException:
+            self._rec.close()
+            raise
+        self._pos = 0
+
+    def write(self, key: int, record: bytes) -> None:
+        data = encode(record)
+        self._rec.write(data)
+        self._idx.write(f"{key}\t{self._pos}\n")
+        self._pos += len(data)
+
+    def close(self) -> None:
+        self._rec.close()
+        self._idx.close()
+
+    def __enter__(self) -> IndexedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_index(idx: Path) -> list[tuple[int, int]]:
+    """The ``(key, offset)`` lines of an ``.idx`` file, in file order."""
+    entries = []
+    with open(idx) as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                key, offset = line.split("\t")[:2]
+                entries.append((int(key), int(offset)))
+            except ValueError:
+                raise ClientError(
+                    f"{idx} line {number} is not 'index<TAB>offset' ({line.strip()[:60]!r}): "
+                    f"give the .idx file im2rec wrote with the .rec, or none"
+                ) from None
+    return entries
+
+
+def read_at(stream: BinaryIO, offset: int, where: str) -> bytes:
+    """The one record that starts at ``offset`` of a seekable stream."""
+    stream.seek(offset)
+    record = next(read_records(stream, where), None)
+    if record is None:
+        raise ClientError(f"{where}: no record at offset {offset}: the .idx does not fit the .rec")
+    return record
+
+
+def read_file(rec: Path) -> Iterator[bytes]:
+    """Every record of a ``.rec`` file, in order."""
+    with open(rec, "rb") as stream:
+        yield from read_records(stream, str(rec))

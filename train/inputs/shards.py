@@ -23,6 +23,7 @@ from pathlib import Path
 
 from train import records
 from train.errors import ClientError
+from train.inputs import recordio
 from train.inputs.channels import FULLY_REPLICATED
 from train.inputs.stream import PassCount, StreamSource, packed_records
 
@@ -56,13 +57,11 @@ class _ShardWriter:
         self.writer, self.count = None, 0
 
     def add(self, record: bytes) -> records.PackedSet | None:
-        from mxnet import recordio as mx_recordio
-
         if self.writer is None:
             self.rec = self.prefix.with_name(f"{self.prefix.name}-{self.number}.rec")
             self.idx = self.rec.with_suffix(".idx")
-            self.writer = mx_recordio.MXIndexedRecordIO(str(self.idx), str(self.rec), "w")
-        self.writer.write_idx(self.count, record)
+            self.writer = recordio.IndexedWriter(self.idx, self.rec)
+        self.writer.write(self.count, record)
         self.count += 1
         limit = min(self.size, self.first_size << min(self.number, 30))
         return self.close() if self.count == limit else None

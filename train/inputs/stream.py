@@ -181,18 +181,13 @@ def check_pass(name: str, count: PassCount, max_bad: float) -> None:
 
 def pack_validation(source: StreamSource, *, workers: int) -> records.PackedSet:
     """Read ``<channel>_0`` once into one packed file on scratch (File mode's storage)."""
-    from mxnet import recordio as mx_recordio
-
     source.scratch.mkdir(parents=True, exist_ok=True)
     rec = source.scratch / f"{source.channel.name}.rec"
     idx = rec.with_suffix(".idx")
     count = PassCount()
-    writer = mx_recordio.MXIndexedRecordIO(str(idx), str(rec), "w")
-    try:
+    with recordio.IndexedWriter(idx, rec) as writer:
         for number, record in enumerate(packed_records(source, 0, count, workers=workers)):
-            writer.write_idx(number, record)
-    finally:
-        writer.close()
+            writer.write(number, record)
     if count.kept == 0:
         raise ClientError(f"{source.name(0)} carried no usable images")
     logger.info("Read %d %s images from %s", count.kept, source.channel.name, source.name(0))
