@@ -241,5 +241,25 @@ class SymbolNet(nn.Module):
             out[key] = np.array(value, dtype=self._dtypes[name])
         return out
 
+    @torch.no_grad()
+    def load_mxnet_params(self, params: Mapping[str, np.ndarray]) -> None:
+        """Copy saved values (``arg:``/``aux:`` keys or bare names) into this network, as
+        :meth:`mxnet_params` wrote them (a checkpoint).
+
+        Raises:
+            UnsupportedGraph: a parameter of the graph is missing or has another shape.
+        """
+        bare = {k.split(":", 1)[1] if k.startswith(_PREFIXES) else k: v for k, v in params.items()}
+        for name, tensor in self._live().items():
+            if name not in bare:
+                raise UnsupportedGraph(f"the saved parameters lack {name!r}")
+            value = torch.from_numpy(np.asarray(bare[name], dtype=np.float32))
+            if tuple(value.shape) != tuple(tensor.shape):
+                raise UnsupportedGraph(
+                    f"saved {name!r} has shape {tuple(value.shape)}, the graph "
+                    f"{tuple(tensor.shape)}"
+                )
+            tensor.copy_(value)
+
     def _is_aux(self, name: str) -> bool:
         return _key(name) in self.aux._buffers
