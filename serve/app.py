@@ -1,5 +1,6 @@
 """The Flask app: SageMaker's hosting contract (``/ping``, ``/invocations``,
-``/execution-parameters``) over the decode -> preprocess -> predict -> encode stages.
+``/execution-parameters``) over the decode -> preprocess -> predict -> encode stages, and, for
+people, the try-it page (``/``) and the model's report (``/report``; see :mod:`serve.try_it`).
 
 ``create_app`` is the only way to get an app (``serve.wsgi`` calls it once per gunicorn worker).
 The model is loaded there, once per worker, into a :class:`~serve.model_slot.ModelSlot` on
@@ -16,7 +17,7 @@ import numpy as np
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from serve import backends, negotiation, proxy
+from serve import backends, negotiation, proxy, try_it
 from serve.codecs import DECODERS, ENCODERS
 from serve.errors import BadRequest, Overloaded, PayloadTooLarge, ServeError, Unhealthy
 from serve.health import Progress, ReadinessWatch
@@ -73,6 +74,8 @@ def create_app(
     app.add_url_rule("/ping", view_func=ping, methods=["GET"])
     app.add_url_rule("/invocations", view_func=invocations, methods=["POST"])
     app.add_url_rule("/execution-parameters", view_func=execution_parameters, methods=["GET"])
+    app.add_url_rule("/", view_func=try_it_page, methods=["GET"])
+    app.add_url_rule("/report", view_func=model_report, methods=["GET"])
     app.register_error_handler(ServeError, _serve_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _internal_error)
@@ -151,6 +154,18 @@ def execution_parameters() -> Response:
         BatchStrategy=settings.batch_strategy,
         MaxPayloadInMB=settings.max_payload_mb,
     )
+
+
+def try_it_page() -> Response:
+    """The try-it page; it never waits for the model (while it loads, the page says so)."""
+    state = _state()
+    info = state.model.get().info if state.model.loaded else None
+    return try_it.page_response(state.settings.model_dir, info)
+
+
+def model_report() -> Response:
+    """The training report saved beside the model (404 JSON without one)."""
+    return try_it.report_response(_state().settings.model_dir)
 
 
 def _json_error(status: int, message: str) -> Response:

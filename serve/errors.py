@@ -24,6 +24,12 @@ class BadRequest(ServeError):
     status = 400
 
 
+class NotFound(ServeError):
+    """The path names something the server does not have (e.g. a model without a report)."""
+
+    status = 404
+
+
 class PayloadTooLarge(ServeError):
     """The body, or an image it declares, is larger than the server accepts."""
 

@@ -88,6 +88,9 @@ def test_compose_cpu_profile_trains_on_sample_data_and_serves(cpu_image, tmp_pat
         probabilities = json.loads(response.body)
         classes = sorted(p.name for p in (tmp_path / "data" / "train").iterdir())
         assert len(probabilities) == len(classes)
+        page = http(f"{base}/")  # the try-it page, from the image's nginx and app
+        assert page.status == 200 and page.content_type.startswith("text/html"), page
+        assert b'id="oic-config"' in page.body and b"invocations" in page.body
     finally:
         down = sh(
             [*compose, "down", "-v", "--timeout", "30"], timeout=300, cwd=REPO, env=env, check=False

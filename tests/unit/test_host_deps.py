@@ -27,7 +27,7 @@ def test_check_on_a_bare_machine_lists_every_missing_package_and_runs_nothing(
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     listed = next(line for line in proc.stderr.splitlines() if "Debian packages:" in line)
-    for package in ("nginx", "docker.io", "debootstrap", "gcc", "binutils"):
+    for package in ("nginx", "docker.io", "debootstrap", "gcc", "binutils", "chromium"):
         assert package in listed.split(), listed
     assert "sudo make deps" in listed
     assert "No test was run." in proc.stderr
