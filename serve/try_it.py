@@ -21,10 +21,11 @@ from flask import Response, send_file
 
 from serve.errors import NotFound
 from serve.predictor import ModelInfo
+from train import artifacts
 
 PAGE_FILE = "try_it.html"
 # The training report, when the job saved it beside the model (the served model directory).
-REPORT_FILE = "report.html"
+REPORT_FILE = artifacts.REPORT_FILE
 
 # The page's executable script and style sheet, each opening a line (the CSP allows them by
 # hash), and the JSON block the server fills with what it knows of the model.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tests.torch_subprocess import read_inputs
+from tests.torch_side import read_inputs
 from train.config import TrainConfig
 from train.engines.torch import losses, optim, precision
 

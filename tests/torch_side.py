@@ -1,11 +1,3 @@
-<<<<<<< HEAD
-"""Run a module in the PyTorch engine's venv (``.venv-torch``: torch, no MXNet) from a test
-running in ``.venv`` (MXNet, no torch): one subprocess per test module, results in a file."""
-
-from __future__ import annotations
-
-import json
-=======
 """Run code in the PyTorch engine's environment from a test running under MXNet's.
 
 The two cannot share a process (GluonCV refuses torch >= 2; the engine must never import
@@ -16,30 +8,11 @@ batch the work into it: importing torch costs seconds.
 
 from __future__ import annotations
 
->>>>>>> torch-graph
+import json
 import os
 import subprocess
 from pathlib import Path
 
-<<<<<<< HEAD
-ROOT = Path(__file__).resolve().parents[1]
-TORCH_PYTHON = ROOT / ".venv-torch" / "bin" / "python"
-
-
-def run_probe(module: str, cases: list[dict], workdir: Path, *, timeout: float = 180) -> Path:
-    """Write ``cases`` as JSON, run ``python -m module cases.json out.npz`` in ``.venv-torch``
-    with this checkout first on ``sys.path``, and return the path of ``out.npz``."""
-    cases_path, out = workdir / "cases.json", workdir / "out.npz"
-    cases_path.write_text(json.dumps(cases))
-    subprocess.run(
-        [str(TORCH_PYTHON), "-m", module, str(cases_path), str(out)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        check=True,
-        timeout=timeout,
-    )
-    return out
-=======
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,4 +54,49 @@ def run(script: str, workdir: Path, arrays: dict[str, np.ndarray], timeout: floa
         raise AssertionError(f"the torch-side script failed:\n{done.stdout}\n{done.stderr[-6000:]}")
     with np.load(outputs, allow_pickle=False) as found:
         return {name: found[name] for name in found.files}
->>>>>>> torch-graph
+
+
+def run_probe(module: str, cases: list[dict], workdir: Path, *, timeout: float = 180) -> Path:
+    """Write ``cases`` as JSON, run ``python -m module cases.json out.npz`` with the torch
+    python (this checkout first on ``sys.path``) and return the path of ``out.npz``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cases_path, out = workdir / "cases.json", workdir / "out.npz"
+    cases_path.write_text(json.dumps(cases))
+    subprocess.run(
+        [str(torch_python()), "-m", module, str(cases_path), str(out)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+        timeout=timeout,
+    )
+    return out
+
+
+def run_module(
+    module: str, spec: dict, arrays: dict[str, np.ndarray], workdir: Path, timeout: float = 300
+) -> dict[str, np.ndarray]:
+    """``python -m module IN OUT`` with the torch python: ``IN`` holds ``arrays`` and the JSON
+    ``spec`` (entry ``spec``); returns the arrays the module saved to ``OUT``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs, outputs = workdir / "torch-in.npz", workdir / "torch-out.npz"
+    np.savez(inputs, spec=np.array(json.dumps(spec)), **arrays)
+    done = subprocess.run(
+        [str(torch_python()), "-m", module, str(inputs), str(outputs)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{module} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    with np.load(outputs) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def read_inputs(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """On the torch side: the spec and arrays :func:`run_module` wrote."""
+    with np.load(path) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    return json.loads(str(arrays.pop("spec"))), arrays

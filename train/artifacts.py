@@ -28,6 +28,9 @@ CLASSES_FILE = "classes.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 METADATA_FILE = "model-metadata.json"  # input convention (train.formats.metadata)
 ONNX_FILE = "model.onnx"  # the same model for ONNX Runtime (train.formats.onnx)
+# The training report (train.insight.page), in output/data and beside the model, where the
+# server's try-it page links it (serve.try_it).
+REPORT_FILE = "report.html"
 TMP_SUFFIX = ".tmp"
 PARAMS_PATTERN = re.compile(rf"^{re.escape(MODEL_PREFIX)}-(\d{{4}})\.params$")
 

@@ -8,6 +8,7 @@ this process. Either way, this process then writes ``model.onnx`` from the saved
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -33,7 +34,11 @@ def train_job(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> None:
         chief = train_on_pytorch(paths, cfg, stop)
     if chief:
         export_onnx(paths.model_dir)
-        report_page.write(paths.output_data_dir, paths.model_dir, engine=choice.engine)
+        report = report_page.write(paths.output_data_dir, paths.model_dir, engine=choice.engine)
+        if report is not None:  # beside the model too: the server's try-it page links it
+            artifacts.atomic_write(
+                paths.model_dir / artifacts.REPORT_FILE, lambda tmp: shutil.copyfile(report, tmp)
+            )
 
 
 def export_onnx(model_dir: Path) -> None:

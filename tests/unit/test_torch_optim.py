@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.torch_optim_mxnet import CASES, SHAPES, build, chain_cases
-from tests.torch_subprocess import run_torch_module
+from tests.torch_side import run_module as run_torch_module
 
 TOLERANCE = 1e-6
 

@@ -22,7 +22,7 @@ from train.insight import audit, calibration, gallery
 
 logger = logging.getLogger(__name__)
 
-REPORT_HTML = "report.html"
+REPORT_HTML = artifacts.REPORT_FILE
 VALIDATION_NPZ = "validation_outputs.npz"
 
 _STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
