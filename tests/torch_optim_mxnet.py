@@ -1,5 +1,5 @@
 """The MXNet half of ``tests/unit/test_torch_optim.py``: inputs, and the values MXNet 1.9.1
-computes from them through the product's own set-up (``train.loop.make_trainer``,
+computes from them through the product's own set-up (``train.engines.mxnet.network.make_trainer``,
 ``train.engine``'s losses and batch split) and AMP's ``LossScaler``."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.contrib.amp.loss_scaler import LossScaler
 
-from train import engine, loop
+from train import driver
 from train.config import TrainConfig
+from train.engines.mxnet import network
+from train.engines.mxnet import steps as engine
 
 STEPS, LR_STEP_AT, BATCH = 20, 10, 8
 SHAPES = [(4, 3), (6,), (2, 3, 2, 2)]
@@ -53,14 +55,13 @@ def _mxnet_trajectory(name: str, tmp: Path, arrays: dict) -> list[np.ndarray]:
     for i, p in enumerate(net.weights):
         p.set_data(mx.nd.array(arrays[f"{name}/w{i}"]))
     if wd is None:
-        topology = loop.Topology(kvstore="device", checkpoint_dir=tmp)
-        trainer = loop.make_trainer(net, cfg, topology, mixed=False)
+        trainer = network.make_trainer(net, cfg, "device", False, mixed=False)
     else:
-        optimizer = loop.make_optimizer(cfg)
+        optimizer = network.make_optimizer(cfg)
         optimizer.wd = wd
         trainer = gluon.Trainer(net.collect_params(), optimizer, kvstore="device")
     for k in range(STEPS):
-        trainer.set_learning_rate(loop.learning_rate(cfg, k // LR_STEP_AT))
+        trainer.set_learning_rate(driver.learning_rate(cfg, k // LR_STEP_AT))
         with autograd.record():
             total = [
                 (p.data() * mx.nd.array(arrays[f"{name}/g{i}"][k])).sum()
@@ -108,7 +109,7 @@ def _mxnet_chain(case: dict, tmp: Path, arrays: dict) -> tuple[np.ndarray, np.nd
     net.cast("float64")
     net.weight.set_data(mx.nd.array(arrays[f"{name}/weight"], dtype="float64"))
     net.bias.set_data(mx.nd.array(arrays[f"{name}/bias"], dtype="float64"))
-    trainer = loop.make_trainer(net, cfg, loop.Topology("device", tmp), mixed=False)
+    trainer = network.make_trainer(net, cfg, "device", False, mixed=False)
     setup = engine.make_loss(cfg.multi_label, None)
     weights = arrays[f"{name}/pos_weight"]
     pos_weight = mx.nd.array(weights, dtype="float64") if case["weighted"] else None
@@ -159,7 +160,7 @@ def _mxnet_fix_gamma(arrays: dict) -> np.ndarray:
     gamma = block.collect_params()["bn_gamma"]
     gamma.set_data(mx.nd.array(arrays["edge/gamma"]))
     cfg = TrainConfig(optimizer="sgd", learning_rate=0.1, momentum=0.9, weight_decay=0.1)
-    trainer = gluon.Trainer(block.collect_params(), loop.make_optimizer(cfg), kvstore="device")
+    trainer = gluon.Trainer(block.collect_params(), network.make_optimizer(cfg), kvstore="device")
     with autograd.record():
         loss = block(mx.nd.array([[1.0, 2, 3], [2, 0, 1]])).sum()
     loss.backward()
@@ -234,7 +235,7 @@ def build(tmp: Path) -> tuple[dict, dict[str, np.ndarray], dict]:
                 "batch": BATCH,
                 "resume_at": LR_STEP_AT,
                 "lrs": [
-                    loop.learning_rate(TrainConfig(**hyper, **SCHEDULE), k // LR_STEP_AT)
+                    driver.learning_rate(TrainConfig(**hyper, **SCHEDULE), k // LR_STEP_AT)
                     for k in range(STEPS)
                 ],
             }

@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -39,12 +40,22 @@ print(json.dumps({name: importlib.import_module(name).__file__ for name in sys.a
 
 
 def source_files() -> list[str]:
-    """Every module file of the packages, relative to the repository (``train/formats/x.py``)."""
+    """Every module file of the packages and every package-data file pyproject.toml declares,
+    relative to the repository (``train/formats/x.py``, ``serve/try_it.html``)."""
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    data = [
+        f"{package}/{pattern}"
+        for package, patterns in declared.get("package-data", {}).items()
+        for pattern in patterns
+    ]
     return sorted(
-        p.relative_to(REPO).as_posix()
-        for package in PACKAGES
-        for p in (REPO / package).rglob("*.py")
-        if "__pycache__" not in p.parts
+        [
+            p.relative_to(REPO).as_posix()
+            for package in PACKAGES
+            for p in (REPO / package).rglob("*.py")
+            if "__pycache__" not in p.parts
+        ]
+        + data
     )
 
 
@@ -96,7 +107,7 @@ def _import_in(venv: Path, site_packages: str, modules: list[str], cwd: Path) ->
 
 def test_every_module_imports_from_the_installed_wheel(installed, tmp_path):
     _, venv = installed
-    paths = [path for path in source_files() if not path.endswith("/__main__.py")]
+    paths = [p for p in source_files() if p.endswith(".py") and not p.endswith("/__main__.py")]
     in_engine = {module_name(p): ENGINE_VENV in Path(p).parent.parts for p in paths}
     groups = {
         ENGINE_VENV: [m for m, engine in in_engine.items() if engine],

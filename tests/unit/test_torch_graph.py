@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import mxnet as mx
@@ -90,7 +91,13 @@ def _cases(tmp: Path) -> list[tc.Case]:
     ]  # fmt: skip
     for v in bm.VARIANTS:
         shape = (v.channels, v.size, v.size)
-        cases.append(tc.symbolic_case(tmp, f"builtin_{v.name}", bm.resnet_symbol(v, 3), shape))
+        # MXNet cannot run float16 on the CPU: its float32 twin gives the expected values.
+        twin = bm.resnet_symbol(replace(v, dtype="float32"), 3) if v.dtype != "float32" else None
+        cases.append(
+            tc.symbolic_case(
+                tmp, f"builtin_{v.name}", bm.resnet_symbol(v, 3), shape, reference=twin
+            )
+        )
     return cases
 
 
@@ -181,7 +188,7 @@ def test_trained_parameters_load_in_plain_mxnet_with_the_same_names(run, name):
     if "arg:bn_data_gamma" in original:
         assert (trained["arg:bn_data_gamma"].asnumpy() == bm.BN_DATA_GAMMA).all()
     # float16 parameters are written rounded to float16, as an MXNet float16 export is
-    rel = 2e-3 if name == "float16" else 1e-4
+    rel = 5e-3 if name.endswith("float16") else 1e-4
     _close(tc.graph_output(case, written, x), _torch(run, name, "final_out"), "outputs", rel)
 
 
