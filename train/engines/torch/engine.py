@@ -23,6 +23,7 @@ from train.driver import Job
 from train.engines.bundle import Bundle
 from train.engines.torch import augment, losses, optim, precision
 from train.engines.torch.data import RecordLoader
+from train.engines.torch.gpu import GpuBatches
 from train.engines.torch.graph import SymbolNet
 from train.errors import ClientError, TrainingInterrupted
 from train.formats import params_io
@@ -34,6 +35,7 @@ from train.scoring import Scores
 logger = logging.getLogger(__name__)
 
 LOG_EVERY_BATCHES = 50
+GPU_DECODE_ENV = "OIC_GPU_DECODE"
 MODEL_FILES = (artifacts.SYMBOL_FILE, artifacts.SHAPES_FILE, artifacts.METADATA_FILE)
 
 
@@ -84,6 +86,13 @@ class TorchEngine:
             num_parts=job.topology.num_workers,
             part_index=job.topology.rank,
             workers=workers,
+        )
+        # On a GPU, JPEG decoding and augmentation run there (nvJPEG): CPU workers cannot feed
+        # an H100-class GPU. OIC_GPU_DECODE=0 keeps them on the CPU (the exact MXNet port).
+        self.gpu_batches = (
+            GpuBatches(self.train_loader, device)
+            if device.type == "cuda" and os.environ.get(GPU_DECODE_ENV, "1") != "0"
+            else None
         )
         self.pipe = self._pipe(workers, local_devices) if bundle.streamed else None
         self.val_loader = RecordLoader(
@@ -136,7 +145,8 @@ class TorchEngine:
 
     def _train_batches(self, epoch: int):
         if self.pipe is None:
-            return self.train_loader.epoch(epoch)
+            source = self.gpu_batches or self.train_loader
+            return source.epoch(epoch)
         self.pipe.reset()
         return iter(self.pipe)
 
