@@ -39,7 +39,9 @@ for case in spec["cases"]:
     out[n + "__output_op"] = np.array(net.output_op)
     with torch.no_grad():
         scores = net(x)
+        last = net.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     out[n + "__eval_scores"], out[n + "__eval_out"] = scores, net.probabilities(scores)
+    out[n + "__channels_last"] = last
     net.train()
     scores = net(x)
     (scores * r).sum().backward()
@@ -55,10 +57,15 @@ for case in spec["cases"]:
     params_io.save(case["out"], net.mxnet_params())
 for name, (bad, keys) in spec["bad"].items():
     try:
-        SymbolNet(json.loads(bad), {key: np.zeros(2, np.float32) for key in keys})
-        out["bad__" + name] = np.array("no error")
+        net = SymbolNet(json.loads(bad), {key: np.zeros(2, np.float32) for key in keys})
     except UnsupportedGraph as exc:
         out["bad__" + name] = np.array(str(exc))
+        continue
+    try:
+        net(torch.zeros(1, 4))
+        out["bad__" + name] = np.array("no error")
+    except RuntimeError as exc:
+        out["bad__" + name] = np.array("; ".join(exc.__notes__))
 np.savez(sys.argv[2], **{k: np.asarray(v) for k, v in out.items()})
 """
 EXPECTED_OUTPUT_OP = {
@@ -107,7 +114,11 @@ def _bad_graphs() -> dict[str, str]:
     unknown = mx.sym.FullyConnected(padded, num_hidden=2, name="fc")
     missing = mx.sym.FullyConnected(data, num_hidden=2, name="fc")
     fc = ["arg:fc_weight", "arg:fc_bias"]
-    return {"unknown": (unknown.tojson(), fc), "missing": (missing.tojson(), fc[1:])}
+    return {
+        "unknown": (unknown.tojson(), fc),
+        "missing": (missing.tojson(), fc[1:]),
+        "shape": (missing.tojson(), fc),  # a weight of the wrong shape, no __shape__ to check
+    }
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +156,9 @@ def _close(got: np.ndarray, want: np.ndarray, what: str, rel: float = 1e-4) -> f
 
 
 CASE_NAMES = list(EXPECTED_OUTPUT_OP)
+# Train mode through 16 bottleneck blocks of batch-statistics BatchNorm on 3 images: float32
+# itself is 5e-5 from float64 there (measured), so two float32 implementations differ more.
+TRAIN_TOLERANCE = {"r50_v1": 3e-4, "r50_v1b": 3e-4}
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -152,6 +166,7 @@ def test_eval_outputs_match_plain_mxnet(run, name):
     case, x, mxnet = run["answers"][name]
     assert str(_torch(run, name, "output_op")) == EXPECTED_OUTPUT_OP[name]
     _close(_torch(run, name, "eval_scores"), mxnet["eval_scores"], "scores")
+    _close(_torch(run, name, "channels_last"), mxnet["eval_scores"], "channels_last scores")
     _close(_torch(run, name, "eval_out"), tc.graph_output(case, case.params, x), "outputs")
 
 
@@ -163,7 +178,8 @@ def test_train_mode_scores_gradients_and_moving_statistics_match_mxnet(run, name
     of the two frameworks (seen: a value of 8e-7 in ResNet-20, then percent-level differences
     upstream, float64 siding with either framework), which is luck, not semantics."""
     _case, _x, mxnet = run["answers"][name]
-    _close(_torch(run, name, "train_scores"), mxnet["train_scores"], "train-mode scores")
+    tolerance = TRAIN_TOLERANCE.get(name, 1e-4)
+    _close(_torch(run, name, "train_scores"), mxnet["train_scores"], "train scores", tolerance)
     fixed = set(_torch(run, name, "fixed")) - {""}
     classifier = [k for k in mxnet if k.startswith("grad__")][-2:]  # its weight and bias
     for key, want in mxnet.items():
@@ -173,7 +189,7 @@ def test_train_mode_scores_gradients_and_moving_statistics_match_mxnet(run, name
         elif kind == "aux" or key in classifier or (kind == "grad" and name == "smooth"):
             got = _torch(run, name, key)
             diff = float(np.abs(got - want).max() / (np.abs(want).max() or 1.0))
-            assert diff <= 1e-4, f"{key}: max difference {diff:.2e} of its largest value"
+            assert diff <= tolerance, f"{key}: max difference {diff:.2e} of its largest value"
     with_fixed_gamma = name.startswith(("builtin", "r18_32px", "float16", "smooth"))
     assert ("bn_data_gamma" in fixed) == with_fixed_gamma
 
@@ -197,6 +213,8 @@ def test_unsupported_graphs_are_clear_errors(run):
     unknown = str(run["torch"]["bad__unknown"])
     assert "node 'pad0': operator 'Pad' is not supported" in unknown
     assert str(run["torch"]["bad__missing"]) == "the params lack 'fc_weight', an input of the graph"
+    shape = "in MXNet graph node 'fc', input shapes [(1, 4), (2,), (2,)]"
+    assert str(run["torch"]["bad__shape"]) == shape
 
 
 def test_the_torch_engine_never_imports_mxnet_or_gluoncv():

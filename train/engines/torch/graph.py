@@ -74,7 +74,6 @@ class SymbolNet(nn.Module):
         needed = self._needed(nodes, scores[0])
         self._stored = {k.split(":", 1)[1] if k.startswith(_PREFIXES) else k: k for k in params}
         self._dtypes = {name: np.asarray(params[k]).dtype for name, k in self._stored.items()}
-        self._extra = {}
         self.arg, self.aux, self.fixed = nn.ParameterDict(), _Buffers(), _Buffers()
         self._sources: list[tuple[int, nn.Module, str]] = []
         slots: dict[tuple[int, int], int] = {}
