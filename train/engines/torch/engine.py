@@ -167,6 +167,10 @@ class TorchEngine:
         self._epoch = epoch
         self.model.train()
         scores = Scores(self)
+        # The batch results stay on the device until a log line needs them: copying them to
+        # the host after every step would make the CPU wait for each step to finish.
+        pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        flush_every = 1 if progress is not None else LOG_EVERY_BATCHES
         start = tick = time.time()
         stop = self.job.stop
         for i, batch in enumerate(self._train_batches(epoch)):
@@ -185,15 +189,14 @@ class TorchEngine:
             else:
                 loss.backward()
                 self.optimizer.step()
-            scores.update(
-                y.detach().cpu().numpy(),
-                out.detach().float().cpu().numpy(),
-                per_sample.detach().cpu().numpy(),
-            )
+            pending.append((y.detach(), out.detach().float(), per_sample.detach()))
+            if len(pending) >= flush_every:
+                _flush(scores, pending)
             if progress is not None:
                 progress.update(x.shape[0])
                 progress.set_postfix(loss=f"{scores.loss:.3f}", acc=f"{scores.accuracy:.3f}")
             if (i + 1) % LOG_EVERY_BATCHES == 0:
+                _flush(scores, pending)
                 speed = LOG_EVERY_BATCHES * x.shape[0] * self.world / (time.time() - tick)
                 logger.info(
                     "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
@@ -203,6 +206,7 @@ class TorchEngine:
                     scores.accuracy,
                 )
                 tick = time.time()
+        _flush(scores, pending)
         result = scores.epoch_result(time.time() - start)
         result["samples_per_sec"] *= self.world  # every rank's images, as MXNet's per host
         return result
@@ -279,3 +283,13 @@ class TorchEngine:
         path = model_dir / artifacts.params_file(epoch_number)
         artifacts.atomic_write(path, lambda tmp: params_io.save(tmp, params))
         return path
+
+
+def _flush(scores: Scores, pending: list) -> None:
+    """Score the batches kept on the device (one host copy for all of them)."""
+    if pending:
+        labels, outputs, losses_ = (
+            torch.cat(parts).cpu().numpy() for parts in zip(*pending, strict=True)
+        )
+        scores.update(labels, outputs, losses_)
+        pending.clear()
