@@ -159,12 +159,13 @@ def _bundle(source: Path, target: Path, hps: dict, train, val, classes: int) -> 
     return target
 
 
-def _job(bundle_dir: Path, base: Path, timeout: float) -> dict:
+def _job(bundle_dir: Path, base: Path, timeout: float, env_extra: dict | None = None) -> dict:
     """One engine process, as the job's MXNet side starts it; returns its figures."""
     if base.exists():
         shutil.rmtree(base)
     (base / "input" / "config").mkdir(parents=True)
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(REPO)}
+    env.update(env_extra or {})
     start = time.time()
     proc = subprocess.run(
         [sys.executable, "-m", "train.engines.torch", str(bundle_dir)],
@@ -187,6 +188,8 @@ def _job(bundle_dir: Path, base: Path, timeout: float) -> dict:
         "time_to_first_epoch_s": round(first_epoch_end, 1),
         "images_per_s": [round(h["samples_per_sec"]) for h in history],
         "val_acc": [round(h["validation_accuracy"], 4) for h in history],
+        "train_acc": [round(h["train_accuracy"], 4) for h in history],
+        "loss_scale_changes": proc.stdout.count("AMP: "),
         "log_tail": proc.stdout[-1500:] + proc.stderr[-1500:],
     }
 
@@ -219,7 +222,7 @@ def _probe(model_dir: Path, val: Path, out: Path, side: int) -> None:
     np.savez_compressed(out, data=batch.data.numpy(), probs=probs, epoch=epoch)
 
 
-def run(directory: Path, out: Path, scale: float) -> dict:
+def run(directory: Path, out: Path, scale: float, only: list[str] | None = None) -> dict:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
@@ -237,15 +240,23 @@ def run(directory: Path, out: Path, scale: float) -> dict:
     big_train = _pack(work / "big-train", n_big, 256, 10, False, 2 * 10**6)
     big_val = _pack(work / "big-val", int(1280 * scale), 256, 10, True, 3 * 10**6)
     summary["data_s"] = round(time.time() - t0, 1)
+    # label, network, precision, epochs, batch, data, classes, side, environment
+    small, big = (small_train, small_val, 4, 32), (big_train, big_val, 10, 224)
     jobs = [
-        ("r20_fp32", "r20", "float32", 3, 128, small_train, small_val, 4, 32),
-        ("r20_fp16", "r20", "float16", 3, 128, small_train, small_val, 4, 32),
-        ("r18_bf16", "r18", "bfloat16", 3, 256, big_train, big_val, 10, 224),
-        ("r50_bf16", "r50", "bfloat16", 2, 256, big_train, big_val, 10, 224),
-        ("r18_fp16", "r18", "float16", 2, 256, big_train, big_val, 10, 224),
-        ("r50_fp16", "r50", "float16", 2, 256, big_train, big_val, 10, 224),
+        ("r20_fp32", "r20", "float32", 3, 128, small, {}),
+        ("r20_fp16", "r20", "float16", 3, 128, small, {}),
+        ("r20_bf16", "r20", "bfloat16", 3, 128, small, {}),
+        ("r20_fp16_cpu_decode", "r20", "float16", 3, 128, small, {"OIC_GPU_DECODE": "0"}),
+        ("r18_fp32", "r18", "float32", 2, 256, big, {}),
+        ("r18_bf16", "r18", "bfloat16", 3, 256, big, {}),
+        ("r18_bf16_cpu_decode", "r18", "bfloat16", 2, 256, big, {"OIC_GPU_DECODE": "0"}),
+        ("r50_bf16", "r50", "bfloat16", 2, 256, big, {}),
+        ("r18_fp16", "r18", "float16", 2, 256, big, {}),
+        ("r50_fp16", "r50", "float16", 2, 256, big, {}),
     ]
-    for label, net, dtype, epochs, batch, train, val, classes, side in jobs:
+    for label, net, dtype, epochs, batch, (train, val, classes, side), env in jobs:
+        if only and label not in only:
+            continue
         if not torch.cuda.is_available() and dtype != "float32":
             continue
         hps = {
@@ -260,13 +271,13 @@ def run(directory: Path, out: Path, scale: float) -> dict:
             "training_engine": "pytorch",
         }
         bundle_dir = _bundle(directory / net, work / f"bundle-{label}", hps, train, val, classes)
-        result = _job(bundle_dir, work / f"job-{label}", timeout=300)
+        result = _job(bundle_dir, work / f"job-{label}", timeout=300, env_extra=env)
         summary[label] = result
         if not result["ok"]:
             print(result["log_tail"], file=sys.stderr)
             continue
         result.pop("log_tail")
-        if net == "r20":
+        if net == "r20" and label in ("r20_fp32", "r20_fp16"):
             model = work / f"job-{label}" / "model"
             back = out / f"model-{label}"
             shutil.copytree(model, back)
@@ -307,13 +318,14 @@ def main() -> None:
     r.add_argument("directory", type=Path)
     r.add_argument("out", type=Path)
     r.add_argument("--scale", type=float, default=1.0, help="data size factor (CPU smoke: 0.05)")
+    r.add_argument("--only", nargs="*", help="job labels to run (default: all)")
     v = sub.add_parser("verify")
     v.add_argument("out", type=Path)
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.directory)
     elif args.step == "run":
-        run(args.directory, args.out, args.scale)
+        run(args.directory, args.out, args.scale, args.only)
     else:
         verify(args.out)
 
