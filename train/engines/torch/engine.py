@@ -87,11 +87,13 @@ class TorchEngine:
             part_index=job.topology.rank,
             workers=workers,
         )
-        # On a GPU, JPEG decoding and augmentation run there (nvJPEG): CPU workers cannot feed
-        # an H100-class GPU. OIC_GPU_DECODE=0 keeps them on the CPU (the exact MXNet port).
+        # OIC_GPU_DECODE=1: training JPEGs decoded (nvJPEG) and augmented on the GPU. Off by
+        # default: nvJPEG's chroma upsampling differs from libjpeg's (on an H200, 75% of
+        # values off by more than one level on colour JPEGs), so the network would train on
+        # other pixels than validation and the endpoint see; the CPU path is MXNet's, exactly.
         self.gpu_batches = (
             GpuBatches(self.train_loader, device)
-            if device.type == "cuda" and os.environ.get(GPU_DECODE_ENV, "1") != "0"
+            if device.type == "cuda" and os.environ.get(GPU_DECODE_ENV) == "1"
             else None
         )
         self.pipe = self._pipe(workers, local_devices) if bundle.streamed else None
