@@ -85,6 +85,18 @@ def visible_gpus() -> list[Gpu]:
     return query_gpus(count.value)
 
 
+def driver_cuda_version() -> str | None:
+    """The newest CUDA version the installed driver supports (``12.2``), None without one."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    version = ctypes.c_int()
+    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+
+
 def compute_capabilities(count: int) -> list[tuple[int, int]]:
     """Compute capability of each GPU, [] if the driver cannot be asked."""
     return [gpu.capability for gpu in query_gpus(count)]

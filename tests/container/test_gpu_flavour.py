@@ -204,7 +204,7 @@ TORCH_ARCHITECTURES = {"sm_90", "sm_100", "sm_120"}
 
 
 def test_the_pytorch_engine_environment_has_kernels_for_hopper_and_blackwell(gpu_image):
-    code = "import torch, json; print(json.dumps(torch.cuda.get_arch_list()))"
+    code = "import torch; print(torch._C._cuda_getArchFlags())"  # what it was built for
     result = run_container(gpu_image, TORCH_PYTHON, "-c", code, timeout=300)
     assert result.code == 0, result.log
     arches = set(re.findall(r"sm_\d+", result.log.splitlines()[-1]))

@@ -26,8 +26,8 @@ from train.errors import ClientError
 MXNET = "mxnet"
 PYTORCH = "pytorch"
 AUTO = "auto"
-# The image's torch wheels are CUDA 13 builds, whose machine code starts at Turing (sm_75).
-TORCH_MIN_CAPABILITY = (7, 5)
+# The torch build (CUDA 12.8) carries machine code for sm_70 (Volta) to sm_120 (Blackwell).
+TORCH_MIN_CAPABILITY = (7, 0)
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ def choose(setting: str, gpus: list[Gpu], precision_dtype: str = "float32") -> C
         old = [gpu for gpu in gpus if gpu.capability < TORCH_MIN_CAPABILITY]
         if old:
             raise ClientError(
-                f"training_engine=pytorch cannot use {old[0]}: its CUDA 13 build needs compute "
-                f"capability 7.5 or newer; use training_engine=mxnet (or auto) on this GPU"
+                f"training_engine=pytorch cannot use {old[0]}: its CUDA 12.8 build needs compute "
+                f"capability 7.0 or newer; use training_engine=mxnet (or auto) on this GPU"
             )
     elif precision_dtype == "bfloat16":
         raise ClientError(

@@ -42,9 +42,25 @@ class Place:
     gpu: bool
 
 
+def _check_driver(torch) -> None:
+    """A GPU the driver shows but torch cannot use is almost always a driver too old for the
+    CUDA version torch was built with: say so, rather than train on the CPU unnoticed."""
+    visible = devices.visible_gpus()
+    if not visible or torch.cuda.is_available():
+        return
+    supported = devices.driver_cuda_version()
+    raise ClientError(
+        f"the PyTorch engine cannot use {visible[0]}: its torch {torch.__version__} is built "
+        f"for CUDA {torch.version.cuda} and needs an NVIDIA driver of release 525 or newer "
+        f"(CUDA 12.x minor-version compatibility); this driver supports CUDA "
+        f"{supported or 'unknown'}. Update the driver, or use training_engine=mxnet"
+    )
+
+
 def _place(paths: Paths, port: int, local_rank: int) -> Place:
     import torch
 
+    _check_driver(torch)
     cluster = Cluster.from_file(paths.resource_config)
     gpus = torch.cuda.device_count()
     local = gpus or devices.cpu_context_count(os.environ)
