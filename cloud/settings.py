@@ -25,23 +25,22 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 ROLE_ENV = ("OIC_ROLE", "SAGEMAKER_ROLE")
 BUCKET_ENV = "OIC_BUCKET"
 
-# Instance families the image cannot run on, and why. MXNet 1.9.1's CUDA wheels carry machine
-# code for sm_50..sm_86 and no PTX, so neither older nor newer GPUs work.
+# Instance families the image cannot run on, and why. Maxwell to Ada GPUs train with MXNet
+# 1.9.1, Hopper and Blackwell (ml.p5, ml.p5e, ml.p5en, ml.p6) with the PyTorch engine and serve
+# with ONNX Runtime (train/engines/__init__.py, serve/backends.py); Kepler runs neither.
 UNSUPPORTED_FAMILIES = {
-    "ml.p2": "its K80 GPUs (compute capability 3.7) are older than MXNet 1.9.1's CUDA wheels "
-    "support (5.0 to 8.9)",
-    "ml.p5": "its H100 GPUs (compute capability 9.0) are newer than MXNet 1.9.1's CUDA wheels "
-    "support (5.0 to 8.9; no PTX to compile for Hopper)",
-    "ml.p5e": "its H200 GPUs (compute capability 9.0) are newer than MXNet 1.9.1 supports",
-    "ml.p5en": "its H200 GPUs (compute capability 9.0) are newer than MXNet 1.9.1 supports",
-    "ml.p6": "its Blackwell GPUs are newer than MXNet 1.9.1's CUDA wheels support",
+    "ml.p2": "its K80 GPUs (compute capability 3.7) are older than both training engines "
+    "support (MXNet 1.9.1: 5.0 to 8.9; PyTorch: 7.0 and newer)",
     "ml.g4ad": "its AMD GPUs are not CUDA devices",
     "ml.trn1": "Trainium is not a CUDA device",
     "ml.trn2": "Trainium is not a CUDA device",
     "ml.inf1": "Inferentia is not a CUDA device",
     "ml.inf2": "Inferentia is not a CUDA device",
 }
-SUPPORTED_HINT = "ml.g4dn, ml.g5, ml.g6, ml.g6e, ml.p3 or ml.p4d (e.g. ml.g5.xlarge)"
+SUPPORTED_HINT = (
+    "ml.g4dn, ml.g5, ml.g6, ml.g6e, ml.p3, ml.p4d (MXNet) or ml.p5, ml.p5e, ml.p5en, ml.p6 "
+    "(PyTorch) (e.g. ml.g5.xlarge)"
+)
 
 
 def check_instance_type(instance_type: str) -> str:

@@ -316,8 +316,8 @@ def test_the_default_image_is_this_accounts_oic_repository(
     assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
 
 
-@pytest.mark.parametrize("instance", ["ml.p2.xlarge", "ml.p5.48xlarge"])
-def test_gpus_mxnet_cannot_run_are_refused(
+@pytest.mark.parametrize("instance", ["ml.p2.xlarge"])
+def test_gpus_no_engine_can_run_are_refused(
     session,
     recorder,
     prepared_data,

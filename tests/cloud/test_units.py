@@ -50,9 +50,18 @@ def test_registry_host_of_china_regions() -> None:
 
 
 @pytest.mark.parametrize(
-    "instance", ["ml.g5.xlarge", "ml.g4dn.12xlarge", "ml.p3.2xlarge", "ml.g6e.xlarge"]
+    "instance",
+    [
+        "ml.g5.xlarge",
+        "ml.g4dn.12xlarge",
+        "ml.p3.2xlarge",
+        "ml.g6e.xlarge",
+        "ml.p5.48xlarge",  # Hopper: the PyTorch engine trains, ONNX Runtime serves
+        "ml.p5e.48xlarge",
+        "ml.p6-b200.48xlarge",
+    ],
 )
-def test_instances_mxnet_can_run_on_are_accepted(instance: str) -> None:
+def test_instances_an_engine_can_run_on_are_accepted(instance: str) -> None:
     assert check_instance_type(instance) == instance
 
 
@@ -60,7 +69,6 @@ def test_instances_mxnet_can_run_on_are_accepted(instance: str) -> None:
     ("instance", "why"),
     [
         ("ml.p2.xlarge", "K80"),
-        ("ml.p5.48xlarge", "H100"),
         ("ml.g4ad.xlarge", "AMD"),
         ("ml.trn1.2xlarge", "Trainium"),
         ("g5.xlarge", "ml.FAMILY.SIZE"),
