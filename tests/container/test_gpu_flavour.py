@@ -211,7 +211,7 @@ def test_the_pytorch_engine_environment_has_kernels_for_hopper_and_blackwell(gpu
     assert arches >= TORCH_ARCHITECTURES, result.log
 
 
-def test_the_pytorch_engine_process_imports_without_mxnet_beside_it(gpu_image):
+def test_the_pytorch_engine_process_imports_without_mxnet_beside_it(gpu_image, libcuda_stub):
     code = (
         "import sys, train.engines.torch.run, train.engines.torch.engine; "
         "assert 'mxnet' not in sys.modules and 'gluoncv' not in sys.modules; print('clean')"
@@ -219,5 +219,27 @@ def test_the_pytorch_engine_process_imports_without_mxnet_beside_it(gpu_image):
     result = run_container(gpu_image, TORCH_PYTHON, "-c", code, timeout=300)
     assert result.code == 0 and "clean" in result.log, result.log
     # ... and MXNet's side still imports GluonCV (which refuses torch >= 2 in its environment).
-    result = run_container(gpu_image, "python", "-c", "import gluoncv; print('ok')", timeout=300)
+    result = run_container(
+        gpu_image,
+        "python",
+        "-c",
+        "import gluoncv; print('ok')",
+        mounts=[(libcuda_stub, LIBCUDA_TARGET, "ro")],
+        timeout=300,
+    )
     assert result.code == 0 and "ok" in result.log, result.log
+
+
+def test_gpu_image_trains_with_the_pytorch_engine_and_serves_its_model(
+    gpu_image, libcuda_stub, tmp_path
+):
+    hyperparameters = {**SMALL_HYPERPARAMETERS, "training_engine": "pytorch"}
+    base = make_sagemaker_tree(tmp_path / "opt_ml", hyperparameters=hyperparameters)
+    stub_mount = ("-v", f"{libcuda_stub}:{LIBCUDA_TARGET}:ro")
+    result = train_in_container(gpu_image, base, extra=stub_mount)
+    assert result.code == 0, result.log[-8000:]
+    assert "Training engine: pytorch (training_engine=pytorch)" in result.log
+    assert "Starting the PyTorch engine (/opt/venv-torch/bin/python)" in result.log
+    assert_model_dir(base / "model")
+    assert_metric_lines(result.log)
+    serve_and_predict(gpu_image, base / "model", num_classes=3, extra=stub_mount)
