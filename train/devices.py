@@ -80,7 +80,10 @@ def visible_gpus() -> list[Gpu]:
     except OSError:
         return []
     count = ctypes.c_int()
-    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+    try:
+        if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return []
+    except AttributeError:  # not a real driver (a stub without these functions): no GPU
         return []
     return query_gpus(count.value)
 
@@ -89,10 +92,10 @@ def driver_cuda_version() -> str | None:
     """The newest CUDA version the installed driver supports (``12.2``), None without one."""
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return None
-    version = ctypes.c_int()
-    if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        version = ctypes.c_int()
+        if cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return None
+    except (OSError, AttributeError):
         return None
     return f"{version.value // 1000}.{version.value % 1000 // 10}"
 

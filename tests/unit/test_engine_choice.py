@@ -68,3 +68,10 @@ def test_a_driver_too_old_for_torch_is_named_with_the_minimum(monkeypatch):
     assert "H100" in message and "release 525 or newer" in message and "CUDA 11.4" in message
     torch.cuda.is_available = lambda: True
     run._check_driver(torch)  # a usable GPU: nothing to say
+
+
+def test_a_driver_library_without_the_driver_api_means_no_gpu(monkeypatch):
+    """A stand-in libcuda.so.1 (the GPU image's tests mount one) lacks cuInit: no GPU, no crash."""
+    monkeypatch.setattr(devices.ctypes, "CDLL", lambda name: SimpleNamespace())
+    assert devices.visible_gpus() == []
+    assert devices.driver_cuda_version() is None
