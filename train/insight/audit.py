@@ -72,9 +72,11 @@ def _examples(train: Part, validation: Part, n_train: int, i, j, is_copy) -> lis
     ]
 
 
-def _pair_findings(train: Part, validation: Part, grey: np.ndarray, where: str) -> list[dict]:
+def _pair_findings(
+    train: Part, validation: Part, pairs: tuple[np.ndarray, ...], where: str
+) -> list[dict]:
     n = len(train.ids)
-    i, j, is_copy = matching.matching_pairs(grey)
+    i, j, is_copy = pairs
     label_ids = {lab: k for k, lab in enumerate(dict.fromkeys(train.labels + validation.labels))}
     labels = np.array([label_ids[lab] for lab in train.labels + validation.labels])
     found = []
@@ -173,10 +175,10 @@ def audit(
     """Audit two packed sets; returns the report :func:`run` writes (plain JSON types)."""
     start = time.perf_counter()
     encoded = train.encoded + validation.encoded
-    grey, sizes, ok = thumbs.thumbnails(
-        encoded, thumbs.decode_factor(min(image_shape[1:])), workers
-    )
-    findings = _pair_findings(train, validation, grey, where)
+    factor = thumbs.decode_factor(min(image_shape[1:]))
+    points, sizes, ok = thumbs.layouts(encoded, factor, workers)
+    pairs = matching.matching_pairs(encoded, points, ok, factor, workers)
+    findings = _pair_findings(train, validation, pairs, where)
     counts, class_found = _class_findings(train.labels, class_names, where)
     findings += class_found
     skipped = train.skipped + validation.skipped
