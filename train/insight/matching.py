@@ -8,8 +8,8 @@ and on tests/datagen's classes, whose images differ only by noise within a class
   at most 0.78);
 - near-copy: the median difference is at most ``NEAR_LEVELS`` at the best of a shift of up to
   ``MAX_SHIFT`` pixels (6%) and a zoom of up to 8% (re-encoded at JPEG quality 40, resized,
-  6% cropped: at most 2.43 in 1,000 pairs from 200 pictures; two tests/datagen images of one class and
-  height, 3,480 pairs: at least 2.82, their noise differs).
+  6% cropped: at most 2.43 in 1,000 pairs from 200 pictures; two tests/datagen images of one
+  class and height, 3,480 pairs: at least 2.82, their noise differs).
 Perceptual hashes (imagehash's phash) miss slight crops: a 1-pixel crop of a 48-pixel image
 moved phash by up to 18 of 64 bits, as far as unrelated pictures.
 """
@@ -30,6 +30,9 @@ MAX_SHIFT = 4  # of 64 pixels
 ZOOMS = (1.0, 1.04, 1.08)
 SEARCH_RMS = 24.0  # colour levels between 4x4 layouts; near-copies measured at most 13.3
 NEIGHBOURS = 5  # partners proposed per image at most
+_BLOCK = 1024
+# Neighbouring cubes, each pair of cubes met once: the cube itself and half of the 26 others.
+_FORWARD = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)][13:]
 
 THRESHOLDS = {
     "copy": f"same bytes, or 64x64 grey views differ by <= {COPY_LEVELS:g} grey levels (median)",
@@ -62,44 +65,64 @@ def _nearest(a: np.ndarray, b: np.ndarray, d2: np.ndarray, limit: int) -> np.nda
     return order[rank < limit]
 
 
-def candidates(points: np.ndarray, ok: np.ndarray, block: int = 1024) -> np.ndarray:
+def _close(a: np.ndarray, b: np.ndarray, radius2: float) -> tuple[np.ndarray, ...]:
+    """Pairs ``(row of a, row of b, squared distance)`` within ``radius2``, by one BLAS product
+    of vectors extended so that it yields squared distances."""
+    found = []
+    for start in range(0, len(a), _BLOCK):
+        rows = a[start : start + _BLOCK]
+        for col in range(0, len(b), 4 * _BLOCK):
+            d2 = rows @ b[col : col + 4 * _BLOCK].T
+            r, c = np.nonzero(d2 <= radius2)
+            found.append((r + start, c + col, d2[r, c]))
+    return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))
+
+
+def candidates(points: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``(M, 2)`` pairs ``i < j`` of decodable images whose layouts are within ``SEARCH_RMS``,
     at most ``NEIGHBOURS`` nearest per image.
 
-    Images are sorted by mean colour and a block of rows only meets the columns whose mean is
-    within ``SEARCH_RMS`` (the RMS difference is at least the difference of the means, so
-    nothing is lost); each block is a BLAS product of distances."""
+    Two layouts within ``SEARCH_RMS`` have mean colours within sqrt(3) x ``SEARCH_RMS`` of each
+    other (Cauchy-Schwarz), so images are put in cubes of that side by mean colour and a cube
+    only meets its neighbours: nothing is lost, and most pairs are never looked at."""
     index = np.flatnonzero(ok)
-    mean = points[index].mean(axis=1)
-    order = index[np.argsort(mean, kind="stable")]
-    mean = np.sort(mean, kind="stable")
-    sorted_points = points[order].astype(np.float32)
-    norms = (sorted_points**2).sum(axis=1)
+    x = points[index].astype(np.float64)
+    cell = SEARCH_RMS * np.sqrt(3.0)
+    keys = np.floor(x.reshape(len(x), -1, 3).mean(axis=1) / cell).astype(np.int64) + 1
+    side = int(keys.max(initial=0)) + 2
+    flat = (keys[:, 0] * side + keys[:, 1]) * side + keys[:, 2]
+    order = np.argsort(flat, kind="stable")
+    flat, x, index = flat[order], x[order], index[order]
+    norms = (x**2).sum(axis=1, keepdims=True)
+    ones = np.ones_like(norms)
+    left = np.hstack([x, norms, ones]).astype(np.float32)
+    right = np.hstack([-2 * x, ones, norms]).astype(np.float32)
+    cells, starts = np.unique(flat, return_index=True)
+    ends = np.r_[starts[1:], len(flat)]
+    bounds = {
+        k: (lo, hi)
+        for k, lo, hi in zip(cells.tolist(), starts.tolist(), ends.tolist(), strict=True)
+    }
     radius2 = SEARCH_RMS**2 * points.shape[1]
     found = []
-    for start in range(0, len(order), block):
-        stop = min(start + block, len(order))
-        end = int(np.searchsorted(mean, mean[stop - 1] + SEARCH_RMS, side="right"))
-        for col in range(start, end, 4 * block):
-            col_end = min(col + 4 * block, end)
-            d2 = (
-                norms[start:stop, None]
-                + norms[None, col:col_end]
-                - 2 * sorted_points[start:stop] @ sorted_points[col:col_end].T
-            )
-            rows, cols = np.nonzero(d2 <= radius2)
-            rows, cols = rows + start, cols + col
-            keep = cols > rows
-            rows, cols, dist = rows[keep], cols[keep], d2[rows[keep] - start, cols[keep] - col]
-            near = _nearest(rows, cols, dist, NEIGHBOURS)
-            found.append(np.stack([rows[near], cols[near], dist[near]], axis=1))
+    for key, (lo, hi) in bounds.items():
+        for step in _FORWARD:
+            other = bounds.get(key + (step[0] * side + step[1]) * side + step[2])
+            if other is None:
+                continue
+            rows, cols, d2 = _close(left[lo:hi], right[other[0] : other[1]], radius2)
+            rows, cols = rows + lo, cols + other[0]
+            keep = cols > rows if step == (0, 0, 0) else np.ones(len(rows), bool)
+            rows, cols, d2 = rows[keep], cols[keep], d2[keep]
+            near = _nearest(rows, cols, d2, NEIGHBOURS)
+            found.append(np.stack([rows[near], cols[near], d2[near]], axis=1))
     if not found:
         return np.empty((0, 2), np.int64)
-    rows, cols, dist = np.concatenate(found).T
+    rows, cols, d2 = np.concatenate(found).T
     both_a, both_b = np.r_[rows, cols].astype(np.int64), np.r_[cols, rows].astype(np.int64)
-    near = _nearest(both_a, both_b, np.r_[dist, dist], NEIGHBOURS)
-    pairs = np.sort(np.stack([order[both_a[near]], order[both_b[near]]], axis=1), axis=1)
-    return np.unique(pairs, axis=0)
+    near = _nearest(both_a, both_b, np.r_[d2, d2], NEIGHBOURS)
+    pairs = np.sort(np.stack([index[both_a[near]], index[both_b[near]]], axis=1), axis=1)
+    return np.unique(pairs, axis=0).reshape(-1, 2)
 
 
 def _zoomed(view: np.ndarray, zoom: float) -> np.ndarray:
