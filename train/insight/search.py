@@ -1,0 +1,86 @@
+"""Which images look alike: a lossless search on coarse colour layouts (4x4 mean colours,
+:func:`train.insight.thumbs.layouts`) that proposes a few partners per image for
+:mod:`train.insight.matching` to examine, and counts each image's look-alikes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SEARCH_RMS = 24.0  # colour levels between 4x4 layouts; near-copies measured at most 13.3
+NEIGHBOURS = 5  # partners proposed per image at most; this many look-alikes make a crowd
+_BLOCK = 1024
+# Neighbouring cubes, each pair of cubes met once: the cube itself and half of the 26 others.
+_FORWARD = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)][13:]
+
+
+def _nearest(a: np.ndarray, b: np.ndarray, d2: np.ndarray, limit: int) -> np.ndarray:
+    """Of pairs ``(a, b)`` with squared distances ``d2``, the row numbers of each ``a``'s
+    ``limit`` nearest."""
+    order = np.lexsort((d2, a))
+    grouped = a[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grouped)) + 1]
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return order[rank < limit]
+
+
+def _close(a: np.ndarray, b: np.ndarray, radius2: float) -> tuple[np.ndarray, ...]:
+    """Pairs ``(row of a, row of b, squared distance)`` within ``radius2``, by one BLAS product
+    of vectors extended so that it yields squared distances."""
+    found = []
+    for start in range(0, len(a), _BLOCK):
+        rows = a[start : start + _BLOCK]
+        for col in range(0, len(b), 4 * _BLOCK):
+            d2 = rows @ b[col : col + 4 * _BLOCK].T
+            r, c = np.nonzero(d2 <= radius2)
+            found.append((r + start, c + col, d2[r, c]))
+    return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))
+
+
+def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(M, 2)``, ``i < j``, of decodable images whose layouts are within
+    ``SEARCH_RMS``, at most ``NEIGHBOURS`` nearest per image; and which images are crowded (have
+    at least ``NEIGHBOURS`` look-alikes).
+
+    Two layouts within ``SEARCH_RMS`` have mean colours within sqrt(3) x ``SEARCH_RMS`` of each
+    other (Cauchy-Schwarz), so images are put in cubes of that side by mean colour and a cube
+    only meets its neighbours: nothing is lost, and most pairs are never looked at."""
+    index = np.flatnonzero(ok)
+    x = points[index].astype(np.float64)
+    cell = SEARCH_RMS * np.sqrt(3.0)
+    keys = np.floor(x.reshape(len(x), -1, 3).mean(axis=1) / cell).astype(np.int64) + 1
+    side = int(keys.max(initial=0)) + 2
+    flat = (keys[:, 0] * side + keys[:, 1]) * side + keys[:, 2]
+    order = np.argsort(flat, kind="stable")
+    flat, x, index = flat[order], x[order], index[order]
+    norms = (x**2).sum(axis=1, keepdims=True)
+    ones = np.ones_like(norms)
+    left = np.hstack([x, norms, ones]).astype(np.float32)
+    right = np.hstack([-2 * x, ones, norms]).astype(np.float32)
+    cells, starts = np.unique(flat, return_index=True)
+    ends = np.r_[starts[1:], len(flat)]
+    bounds = {
+        k: (lo, hi)
+        for k, lo, hi in zip(cells.tolist(), starts.tolist(), ends.tolist(), strict=True)
+    }
+    radius2 = SEARCH_RMS**2 * points.shape[1]
+    found, alike = [], np.zeros(len(points), np.int64)
+    for key, (lo, hi) in bounds.items():
+        for step in _FORWARD:
+            other = bounds.get(key + (step[0] * side + step[1]) * side + step[2])
+            if other is None:
+                continue
+            rows, cols, d2 = _close(left[lo:hi], right[other[0] : other[1]], radius2)
+            rows, cols = rows + lo, cols + other[0]
+            keep = cols > rows if step == (0, 0, 0) else np.ones(len(rows), bool)
+            rows, cols, d2 = rows[keep], cols[keep], d2[keep]
+            alike += np.bincount(index[np.r_[rows, cols]], minlength=len(points))
+            near = _nearest(rows, cols, d2, NEIGHBOURS)
+            found.append(np.stack([rows[near], cols[near], d2[near]], axis=1))
+    crowded = alike >= NEIGHBOURS
+    if not found:
+        return np.empty((0, 2), np.int64), crowded
+    rows, cols, d2 = np.concatenate(found).T
+    both_a, both_b = np.r_[rows, cols].astype(np.int64), np.r_[cols, rows].astype(np.int64)
+    near = _nearest(both_a, both_b, np.r_[d2, d2], NEIGHBOURS)
+    pairs = np.sort(np.stack([index[both_a[near]], index[both_b[near]]], axis=1), axis=1)
+    return np.unique(pairs, axis=0).reshape(-1, 2), crowded
