@@ -93,6 +93,7 @@ def _pair_findings(
                     f"{len(leaked)} validation images are {noun} of training images: validation "
                     f"accuracy is optimistic (see {where})",
                     validation_records=(leaked - n).tolist(),
+                    train_records=np.unique(i[sel]).tolist(),
                     examples=_examples(train, validation, n, i[sel], j[sel], is_copy[sel]),
                 )
             )
@@ -122,6 +123,7 @@ def _pair_findings(
                 len(np.unique(j[same])),
                 f"{len(np.unique(j[same]))} training images are copies of other training images "
                 f"with the same label (they weigh double)",
+                train_records=np.unique(np.r_[i[same], j[same]]).tolist(),
                 examples=_examples(train, validation, n, i[same], j[same], is_copy[same]),
             )
         )
