@@ -250,11 +250,12 @@ def run(spec: Any, cfg: Any, output_dir: Path) -> dict[str, Any] | None:
         artifacts.atomic_write_json(output_dir / AUDIT_JSON, report)
         for finding in report["findings"]:
             (logger.warning if finding["level"] == "warning" else logger.info)(finding["message"])
+        images = len(train.ids) + len(validation.ids)
         logger.info(
-            "Data audit: %d images in %.1f s (%.0f images/s), %d findings; see %s",
-            len(train.ids) + len(validation.ids),
+            "Data audit: %s images in %.1f s (%s images/s), %d findings; see %s",
+            f"{images:,}",
             report["seconds"],
-            (len(train.ids) + len(validation.ids)) / max(report["seconds"], 1e-6),
+            f"{images / max(report['seconds'], 1e-6):,.0f}",
             len(report["findings"]),
             where,
         )
