@@ -23,17 +23,39 @@ def _nearest(a: np.ndarray, b: np.ndarray, d2: np.ndarray, limit: int) -> np.nda
     return order[rank < limit]
 
 
-def _close(a: np.ndarray, b: np.ndarray, radius2: float) -> tuple[np.ndarray, ...]:
-    """Pairs ``(row of a, row of b, squared distance)`` within ``radius2``, by one BLAS product
-    of vectors extended so that it yields squared distances."""
-    found = []
+def _close(
+    a: np.ndarray, b: np.ndarray, radius2: float, upper: bool
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """Each row of ``a``'s ``NEIGHBOURS`` nearest rows of ``b`` within ``radius2``, and each
+    row of ``b``'s of ``a``, per block (squared distances by one BLAS product of vectors
+    extended to yield them), as ``(rows, cols, d2)``,
+    and how many rows of the other are within ``radius2`` of each row of ``a`` and of ``b``.
+    ``upper``: ``a`` is ``b``, count each pair once and no row with itself."""
+    found, count_a, count_b = [], np.zeros(len(a), np.int64), np.zeros(len(b), np.int64)
     for start in range(0, len(a), _BLOCK):
-        rows = a[start : start + _BLOCK]
         for col in range(0, len(b), 4 * _BLOCK):
-            d2 = rows @ b[col : col + 4 * _BLOCK].T
-            r, c = np.nonzero(d2 <= radius2)
-            found.append((r + start, c + col, d2[r, c]))
-    return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))
+            d2 = a[start : start + _BLOCK] @ b[col : col + 4 * _BLOCK].T
+            if upper:
+                rows = np.arange(start, start + len(d2))[:, None]
+                d2[np.arange(col, col + d2.shape[1])[None, :] <= rows] = np.inf
+            within = d2 <= radius2
+            if not within.any():
+                continue
+            count_a[start : start + len(d2)] += within.sum(axis=1)
+            count_b[col : col + d2.shape[1]] += within.sum(axis=0)
+            k = min(NEIGHBOURS, d2.shape[1])  # each row's nearest columns
+            top = np.argpartition(d2, k - 1, axis=1)[:, :k]
+            near = np.take_along_axis(d2, top, axis=1)
+            r, j = np.nonzero(near <= radius2)
+            found.append((r + start, top[r, j] + col, near[r, j]))
+            k = min(NEIGHBOURS, len(d2))  # and each column's nearest rows
+            top = np.argpartition(d2, k - 1, axis=0)[:k]
+            near = np.take_along_axis(d2, top, axis=0)
+            j, c = np.nonzero(near <= radius2)
+            found.append((top[j, c] + start, c + col, near[j, c]))
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    pairs = tuple(np.concatenate(p) for p in zip(*found, strict=True)) if found else empty
+    return pairs, count_a, count_b
 
 
 def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,17 +91,20 @@ def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndar
             other = bounds.get(key + (step[0] * side + step[1]) * side + step[2])
             if other is None:
                 continue
-            rows, cols, d2 = _close(left[lo:hi], right[other[0] : other[1]], radius2)
+            upper = step == (0, 0, 0)
+            (rows, cols, d2), count_a, count_b = _close(
+                left[lo:hi], right[other[0] : other[1]], radius2, upper
+            )
+            alike[index[lo:hi]] += count_a
+            alike[index[other[0] : other[1]]] += count_b
             rows, cols = rows + lo, cols + other[0]
-            keep = cols > rows if step == (0, 0, 0) else np.ones(len(rows), bool)
-            rows, cols, d2 = rows[keep], cols[keep], d2[keep]
-            alike += np.bincount(index[np.r_[rows, cols]], minlength=len(points))
-            near = _nearest(rows, cols, d2, NEIGHBOURS)
-            found.append(np.stack([rows[near], cols[near], d2[near]], axis=1))
+            found.append(np.stack([rows, cols, d2], axis=1))
     crowded = alike >= NEIGHBOURS
     if not found:
         return np.empty((0, 2), np.int64), crowded
     rows, cols, d2 = np.concatenate(found).T
+    _, first = np.unique(rows * len(points) + cols, return_index=True)  # found from both sides
+    rows, cols, d2 = rows[first], cols[first], d2[first]
     both_a, both_b = np.r_[rows, cols].astype(np.int64), np.r_[cols, rows].astype(np.int64)
     near = _nearest(both_a, both_b, np.r_[d2, d2], NEIGHBOURS)
     pairs = np.sort(np.stack([index[both_a[near]], index[both_b[near]]], axis=1), axis=1)
