@@ -76,7 +76,7 @@ def _pair_findings(
     train: Part, validation: Part, pairs: tuple[np.ndarray, ...], where: str
 ) -> list[dict]:
     n = len(train.ids)
-    i, j, is_copy = pairs
+    i, j, is_copy = pairs[:3]
     label_ids = {lab: k for k, lab in enumerate(dict.fromkeys(train.labels + validation.labels))}
     labels = np.array([label_ids[lab] for lab in train.labels + validation.labels])
     found = []
@@ -211,6 +211,7 @@ def audit(
     return {
         "train_images": len(train.ids),
         "validation_images": len(validation.ids),
+        "crowded_images": pairs[3],
         "class_counts": {name: int(c) for name, c in zip(class_names, counts, strict=False)},
         "thresholds": {
             **matching.THRESHOLDS,

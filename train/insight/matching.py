@@ -36,8 +36,10 @@ THRESHOLDS = {
     "near_copy": f"64x64 grey views differ by <= {NEAR_LEVELS:g} grey levels (median) at a "
     f"shift of up to {MAX_SHIFT} px and a zoom of up to {ZOOMS[-1] - 1:.0%}; looked for among "
     f"the {search.NEIGHBOURS} nearest 4x4 colour layouts within {search.SEARCH_RMS:g} levels "
-    f"(RMS) of each image, unless both images are crowded (have {search.NEIGHBOURS} or more "
-    "such look-alikes): in a crowd, independent pictures differ as little as re-encoded ones",
+    "(RMS) of each image",
+    "crowd": f"images with {search.NEIGHBOURS} or more near-identical look-alikes (4x4 colour "
+    f"layouts within {search.CROWD_RMS:g} levels RMS): copies between two of them are found only "
+    "when byte-identical (independent pictures there differ as little as re-encoded ones)",
 }
 
 
@@ -78,9 +80,7 @@ def difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.median(np.abs(best_pair[0] - best_pair[1])))
 
 
-def _verdicts(
-    encoded: Sequence[bytes], pairs: np.ndarray, crowd: np.ndarray, factor: int, workers: int
-) -> np.ndarray:
+def _verdicts(encoded: Sequence[bytes], pairs: np.ndarray, factor: int, workers: int) -> np.ndarray:
     """The verdict on each pair, 0: different, 1: copy, 2: near-copy; a chunk of pairs at a time
     (64x64 views are 16 KB each), the copy test vectorised, the alignment search in threads."""
     out = np.zeros(len(pairs), np.int64)
@@ -98,7 +98,7 @@ def _verdicts(
             a, b = where[at : at + 256, 0], where[at : at + 256, 1]
             within = (np.abs(views[a] - views[b]) <= COPY_LEVELS).sum(axis=(1, 2))
             verdict[at : at + 256] = within * 2 >= thumbs.FINE**2
-        search = np.flatnonzero((verdict == 0) & ~crowd[start : start + _CHUNK])
+        search = np.flatnonzero(verdict == 0)
         near = thumbs.in_threads(
             lambda pair, views=views: difference(views[pair[0]], views[pair[1]]) <= NEAR_LEVELS,
             where[search].tolist(),
@@ -111,7 +111,7 @@ def _verdicts(
 
 def matching_pairs(
     encoded: Sequence[bytes], points: np.ndarray, ok: np.ndarray, factor: int, workers: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Every pair of images that are copies or near-copies of each other.
 
     Args:
@@ -120,14 +120,16 @@ def matching_pairs(
         factor: the JPEG decoding reduction (:func:`train.insight.thumbs.decode_factor`).
 
     Returns:
-        ``(i, j, is_copy)``, ``i < j``; ``is_copy`` is False for a near-copy.
+        ``(i, j, is_copy, crowded)``, ``i < j``; ``is_copy`` is False for a near-copy;
+        ``crowded``: how many images are in a crowd.
     """
     exact = exact_pairs(encoded)
     pairs, crowded = search.look_alikes(points, ok)
     n = len(encoded)
     pairs = pairs[~np.isin(pairs[:, 0] * n + pairs[:, 1], exact[:, 0] * n + exact[:, 1])]
-    verdict = _verdicts(encoded, pairs, crowded[pairs].all(axis=1), factor, workers)
+    pairs = pairs[~crowded[pairs].all(axis=1)]
+    verdict = _verdicts(encoded, pairs, factor, workers)
     found = np.concatenate([exact, pairs[verdict > 0]])
     is_copy = np.r_[np.ones(len(exact), bool), verdict[verdict > 0] == 1]
     order = np.lexsort((found[:, 1], found[:, 0]))
-    return found[order, 0], found[order, 1], is_copy[order]
+    return found[order, 0], found[order, 1], is_copy[order], int(crowded.sum())

@@ -8,6 +8,9 @@ import numpy as np
 
 SEARCH_RMS = 24.0  # colour levels between 4x4 layouts; near-copies measured at most 13.3
 NEIGHBOURS = 5  # partners proposed per image at most; this many look-alikes make a crowd
+# Within this many colour levels (RMS) layouts are near-identical (a pixel copy, JPEG against
+# PNG: at most 2.7; tests/datagen's images of one class: a median of 1.1 to the nearest).
+CROWD_RMS = 3.0
 _BLOCK = 1024
 # Neighbouring cubes, each pair of cubes met once: the cube itself and half of the 26 others.
 _FORWARD = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)][13:]
@@ -24,13 +27,14 @@ def _nearest(a: np.ndarray, b: np.ndarray, d2: np.ndarray, limit: int) -> np.nda
 
 
 def _close(
-    a: np.ndarray, b: np.ndarray, radius2: float, upper: bool
+    a: np.ndarray, b: np.ndarray, radius2: float, crowd2: float, upper: bool
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
     """Each row of ``a``'s ``NEIGHBOURS`` nearest rows of ``b`` within ``radius2``, and each
-    row of ``b``'s of ``a``, per block (squared distances by one BLAS product of vectors
-    extended to yield them), as ``(rows, cols, d2)``,
-    and how many rows of the other are within ``radius2`` of each row of ``a`` and of ``b``.
-    ``upper``: ``a`` is ``b``, count each pair once and no row with itself."""
+    row of ``b``'s of ``a``, per block, as ``(rows, cols, d2)``; and how many rows of the other
+    are within ``crowd2`` of each row of ``a`` and of ``b``. Squared distances come from one
+    BLAS product of vectors extended to yield them. A row already in a crowd within its block
+    gets no partners (:mod:`train.insight.matching` does not examine crowds).
+    ``upper``: ``a`` is ``b``: count each pair once and no row with itself."""
     found, count_a, count_b = [], np.zeros(len(a), np.int64), np.zeros(len(b), np.int64)
     for start in range(0, len(a), _BLOCK):
         for col in range(0, len(b), 4 * _BLOCK):
@@ -38,21 +42,28 @@ def _close(
             if upper:
                 rows = np.arange(start, start + len(d2))[:, None]
                 d2[np.arange(col, col + d2.shape[1])[None, :] <= rows] = np.inf
-            within = d2 <= radius2
-            if not within.any():
+            if not (d2 <= radius2).any():
                 continue
-            count_a[start : start + len(d2)] += within.sum(axis=1)
-            count_b[col : col + d2.shape[1]] += within.sum(axis=0)
-            k = min(NEIGHBOURS, d2.shape[1])  # each row's nearest columns
-            top = np.argpartition(d2, k - 1, axis=1)[:, :k]
-            near = np.take_along_axis(d2, top, axis=1)
-            r, j = np.nonzero(near <= radius2)
-            found.append((r + start, top[r, j] + col, near[r, j]))
-            k = min(NEIGHBOURS, len(d2))  # and each column's nearest rows
-            top = np.argpartition(d2, k - 1, axis=0)[:k]
-            near = np.take_along_axis(d2, top, axis=0)
-            j, c = np.nonzero(near <= radius2)
-            found.append((top[j, c] + start, c + col, near[j, c]))
+            tight = d2 <= crowd2
+            by_row, by_col = tight.sum(axis=1), tight.sum(axis=0)
+            count_a[start : start + len(d2)] += by_row
+            count_b[col : col + d2.shape[1]] += by_col
+            open_rows = np.flatnonzero(by_row < NEIGHBOURS)
+            if len(open_rows):  # each open row's nearest columns
+                part = d2[open_rows]
+                k = min(NEIGHBOURS, part.shape[1])
+                top = np.argpartition(part, k - 1, axis=1)[:, :k]
+                near = np.take_along_axis(part, top, axis=1)
+                r, j = np.nonzero(near <= radius2)
+                found.append((open_rows[r] + start, top[r, j] + col, near[r, j]))
+            open_cols = np.flatnonzero(by_col < NEIGHBOURS)
+            if len(open_cols):  # and each open column's nearest rows
+                part = d2[:, open_cols].T
+                k = min(NEIGHBOURS, part.shape[1])
+                top = np.argpartition(part, k - 1, axis=1)[:, :k]
+                near = np.take_along_axis(part, top, axis=1)
+                c, j = np.nonzero(near <= radius2)
+                found.append((top[c, j] + start, open_cols[c] + col, near[c, j]))
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     pairs = tuple(np.concatenate(p) for p in zip(*found, strict=True)) if found else empty
     return pairs, count_a, count_b
@@ -61,7 +72,7 @@ def _close(
 def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``(M, 2)``, ``i < j``, of decodable images whose layouts are within
     ``SEARCH_RMS``, at most ``NEIGHBOURS`` nearest per image; and which images are crowded (have
-    at least ``NEIGHBOURS`` look-alikes).
+    at least ``NEIGHBOURS`` near-identical look-alikes, within ``CROWD_RMS``).
 
     Two layouts within ``SEARCH_RMS`` have mean colours within sqrt(3) x ``SEARCH_RMS`` of each
     other (Cauchy-Schwarz), so images are put in cubes of that side by mean colour and a cube
@@ -84,7 +95,7 @@ def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndar
         k: (lo, hi)
         for k, lo, hi in zip(cells.tolist(), starts.tolist(), ends.tolist(), strict=True)
     }
-    radius2 = SEARCH_RMS**2 * points.shape[1]
+    radius2, crowd2 = SEARCH_RMS**2 * points.shape[1], CROWD_RMS**2 * points.shape[1]
     found, alike = [], np.zeros(len(points), np.int64)
     for key, (lo, hi) in bounds.items():
         for step in _FORWARD:
@@ -93,7 +104,7 @@ def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndar
                 continue
             upper = step == (0, 0, 0)
             (rows, cols, d2), count_a, count_b = _close(
-                left[lo:hi], right[other[0] : other[1]], radius2, upper
+                left[lo:hi], right[other[0] : other[1]], radius2, crowd2, upper
             )
             alike[index[lo:hi]] += count_a
             alike[index[other[0] : other[1]]] += count_b
