@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 
 from train import artifacts
 from train.insight import matching, thumbs
-from train.insight.packed import read_packed
+from train.insight.packed import scan_packed
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +39,31 @@ class Part:
 
     ids: list[int]  # record ids (the .lst index given to packing)
     labels: list[tuple[float, ...]]
-    encoded: list[bytes]
+    encoded: Sequence[bytes]  # a list, or images read from disk on demand
     skipped: list[tuple[str, str]]
 
 
 def read_part(rec: Path, skipped: list[tuple[str, str]] | None = None) -> Part:
-    """Every record of a packed file (the audit keeps only 1 KB per image after decoding)."""
-    ids, labels, encoded = [], [], []
-    for record_id, label, data in read_packed(rec):
-        ids.append(record_id)
-        labels.append(label)
-        encoded.append(data)
+    """Every record of a packed file; the images stay on disk until the audit reads them."""
+    ids, labels, encoded = scan_packed(rec)
     return Part(ids, labels, encoded, list(skipped or []))
+
+
+class _Joined(Sequence[bytes]):
+    """Two sequences of images as one, without reading them."""
+
+    def __init__(self, first: Sequence[bytes], second: Sequence[bytes]) -> None:
+        self._first, self._second = first, second
+
+    def __len__(self) -> int:
+        return len(self._first) + len(self._second)
+
+    def __getitem__(self, k):  # noqa: ANN001, ANN204 - int or slice, as Sequence's
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = k + len(self) if k < 0 else k
+        n = len(self._first)
+        return self._first[k] if k < n else self._second[k - n]
 
 
 def _finding(kind: str, level: str, count: int, message: str, **details: Any) -> dict[str, Any]:
@@ -176,7 +190,7 @@ def audit(
 ) -> dict[str, Any]:
     """Audit two packed sets; returns the report :func:`run` writes (plain JSON types)."""
     start = time.perf_counter()
-    encoded = train.encoded + validation.encoded
+    encoded = _Joined(train.encoded, validation.encoded)
     factor = thumbs.decode_factor(min(image_shape[1:]))
     points, sizes, ok = thumbs.layouts(encoded, factor, workers)
     pairs = matching.matching_pairs(encoded, points, ok, factor, workers)

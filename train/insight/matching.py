@@ -88,9 +88,7 @@ def _verdicts(encoded: Sequence[bytes], pairs: np.ndarray, factor: int, workers:
         chunk = pairs[start : start + _CHUNK]
         involved, where = np.unique(chunk, return_inverse=True)
         views = np.stack(
-            thumbs.in_threads(
-                lambda data: thumbs.fine(data, factor), [encoded[k] for k in involved], workers
-            )
+            thumbs.in_threads(lambda k: thumbs.fine(encoded[k], factor), involved.tolist(), workers)
         )
         where = where.reshape(-1, 2)
         verdict = np.zeros(len(chunk), np.int64)

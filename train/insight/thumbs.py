@@ -62,12 +62,13 @@ def fine(data: bytes, factor: int = 1) -> np.ndarray:
     return _shrink(image.astype(np.float32), FINE)
 
 
-def in_threads(work: Callable[[Any], T], encoded: Sequence[Any], workers: int) -> list[T]:
-    """``work`` on every item, in order, in ``workers`` threads (chunks, not one task each)."""
-    step = max(1, -(-len(encoded) // max(1, workers * 4)))
-    parts = [encoded[i : i + step] for i in range(0, len(encoded), step)]
+def in_threads(work: Callable[[Any], T], items: Sequence[Any], workers: int) -> list[T]:
+    """``work`` on every item, in order, in ``workers`` threads (chunks, not one task each;
+    each item is fetched in its thread, so a lazy sequence is read there)."""
+    step = max(1, -(-len(items) // max(1, workers * 4)))
+    parts = [range(i, min(i + step, len(items))) for i in range(0, len(items), step)]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return [r for part in pool.map(lambda p: [work(d) for d in p], parts) for r in part]
+        return [r for part in pool.map(lambda p: [work(items[k]) for k in p], parts) for r in part]
 
 
 def layouts(
