@@ -12,6 +12,7 @@ NEIGHBOURS = 5  # partners proposed per image at most; this many look-alikes mak
 # PNG: at most 2.7; tests/datagen's images of one class: a median of 1.1 to the nearest).
 CROWD_RMS = 3.0
 _BLOCK = 1024
+LAYOUT_CELLS = 16  # a layout is 16 cells of 3 colours
 # Neighbouring cubes, each pair of cubes met once: the cube itself and half of the 26 others.
 _FORWARD = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)][13:]
 
@@ -78,9 +79,11 @@ def look_alikes(points: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndar
     other (Cauchy-Schwarz), so images are put in cubes of that side by mean colour and a cube
     only meets its neighbours: nothing is lost, and most pairs are never looked at."""
     index = np.flatnonzero(ok)
+    if len(index) < 2:
+        return np.empty((0, 2), np.int64), np.zeros(len(points), bool)
     x = points[index].astype(np.float64)
     cell = SEARCH_RMS * np.sqrt(3.0)
-    keys = np.floor(x.reshape(len(x), -1, 3).mean(axis=1) / cell).astype(np.int64) + 1
+    keys = np.floor(x.reshape(len(x), LAYOUT_CELLS, 3).mean(axis=1) / cell).astype(np.int64) + 1
     side = int(keys.max(initial=0)) + 2
     flat = (keys[:, 0] * side + keys[:, 1]) * side + keys[:, 2]
     order = np.argsort(flat, kind="stable")
