@@ -192,8 +192,8 @@ def audit(
     start = time.perf_counter()
     encoded = _Joined(train.encoded, validation.encoded)
     factor = thumbs.decode_factor(min(image_shape[1:]))
-    points, sizes, ok = thumbs.layouts(encoded, factor, workers)
-    pairs = matching.matching_pairs(encoded, points, ok, factor, workers)
+    points, sizes, ok, digests = thumbs.layouts(encoded, factor, workers)
+    pairs = matching.matching_pairs(encoded, (points, ok, digests), factor, workers)
     findings = _pair_findings(train, validation, pairs, where)
     counts, class_found = _class_findings(train.labels, class_names, where)
     findings += class_found

@@ -18,7 +18,6 @@ moved phash by up to 18 of 64 bits, as far as unrelated pictures.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import cv2
@@ -43,12 +42,11 @@ THRESHOLDS = {
 }
 
 
-def exact_pairs(encoded: Sequence[bytes]) -> np.ndarray:
-    """``(M, 2)`` pairs ``(first, later)`` of byte-identical images (content hash)."""
+def exact_pairs(digests: Sequence[bytes]) -> np.ndarray:
+    """``(M, 2)`` pairs ``(first, later)`` of byte-identical images (by their content hashes)."""
     first: dict[bytes, int] = {}
     pairs = []
-    for k, data in enumerate(encoded):
-        key = hashlib.blake2b(data, digest_size=16).digest()
+    for k, key in enumerate(digests):
         if key in first:
             pairs.append((first[key], k))
         else:
@@ -108,20 +106,24 @@ def _verdicts(encoded: Sequence[bytes], pairs: np.ndarray, factor: int, workers:
 
 
 def matching_pairs(
-    encoded: Sequence[bytes], points: np.ndarray, ok: np.ndarray, factor: int, workers: int = 1
+    encoded: Sequence[bytes],
+    seen: tuple[np.ndarray, np.ndarray, list[bytes]],
+    factor: int,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Every pair of images that are copies or near-copies of each other.
 
     Args:
         encoded: the images as stored.
-        points, ok: their layouts and decodability (:func:`train.insight.thumbs.layouts`).
+        seen: their layouts, decodability and hashes (:func:`train.insight.thumbs.layouts`).
         factor: the JPEG decoding reduction (:func:`train.insight.thumbs.decode_factor`).
 
     Returns:
         ``(i, j, is_copy, crowded)``, ``i < j``; ``is_copy`` is False for a near-copy;
         ``crowded``: how many images are in a crowd.
     """
-    exact = exact_pairs(encoded)
+    points, ok, digests = seen
+    exact = exact_pairs(digests)
     pairs, crowded = search.look_alikes(points, ok)
     n = len(encoded)
     pairs = pairs[~np.isin(pairs[:, 0] * n + pairs[:, 1], exact[:, 0] * n + exact[:, 1])]

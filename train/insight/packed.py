@@ -56,8 +56,11 @@ class PackedImages(Sequence[bytes]):
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         offset, size = self._spans[k]
-        frames = io.BytesIO(os.pread(self._fd, size, offset))
-        return _split(next(read_records(frames, str(self._rec))))[2]
+        frames = os.pread(self._fd, size, offset)
+        _, word = _FRAME.unpack_from(frames)
+        if word >> 29 == 0:  # one frame, the usual case
+            return _split(frames[_FRAME.size : _FRAME.size + (word & _LENGTH_MASK)])[2]
+        return _split(next(read_records(io.BytesIO(frames), str(self._rec))))[2]
 
     def __del__(self) -> None:
         os.close(self._fd)

@@ -4,6 +4,7 @@ OpenCV in threads (it releases the GIL), at a JPEG reduction that keeps enough p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -43,15 +44,16 @@ def _shrink(image: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(image, (side, side), interpolation=interpolation)
 
 
-def layout(data: bytes, factor: int = 1) -> tuple[np.ndarray | None, int, int]:
-    """The 4x4 mean colours (BGR, 48 numbers) of one encoded image and its (approximate) height
-    and width; ``(None, 0, 0)`` when it cannot be decoded."""
+def layout(data: bytes, factor: int = 1) -> tuple[np.ndarray | None, int, int, bytes]:
+    """The 4x4 mean colours (BGR, 48 numbers) of one encoded image, its (approximate) height
+    and width, and a hash of its bytes; ``(None, 0, 0, hash)`` when it cannot be decoded."""
+    digest = hashlib.blake2b(data, digest_size=16).digest()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _COLOUR[factor])
     if image is None or image.size == 0:
-        return None, 0, 0
+        return None, 0, 0, digest
     height, width = image.shape[:2]
     small = cv2.resize(image, (LAYOUT, LAYOUT), interpolation=cv2.INTER_AREA)
-    return small.astype(np.float32).ravel(), height * factor, width * factor
+    return small.astype(np.float32).ravel(), height * factor, width * factor, digest
 
 
 def fine(data: bytes, factor: int = 1) -> np.ndarray:
@@ -73,14 +75,14 @@ def in_threads(work: Callable[[Any], T], items: Sequence[Any], workers: int) -> 
 
 def layouts(
     encoded: Sequence[bytes], factor: int = 1, workers: int = 1
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layouts ``(N, 48) float32``, sizes ``(N, 2)`` (height, width) and a mask of the images
-    that decoded, for a list of encoded images."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes]]:
+    """Layouts ``(N, 48) float32``, sizes ``(N, 2)`` (height, width), a mask of the images
+    that decoded and the hashes of their bytes, for a sequence of encoded images."""
     results = in_threads(lambda data: layout(data, factor), encoded, workers)
     points = np.zeros((len(encoded), 3 * LAYOUT * LAYOUT), np.float32)
     sizes = np.zeros((len(encoded), 2), np.int64)
     ok = np.zeros(len(encoded), bool)
-    for i, (small, height, width) in enumerate(results):
+    for i, (small, height, width, _) in enumerate(results):
         if small is not None:
             points[i], sizes[i], ok[i] = small, (height, width), True
-    return points, sizes, ok
+    return points, sizes, ok, [r[3] for r in results]
