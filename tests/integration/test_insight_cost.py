@@ -7,9 +7,8 @@ Measured back to back in rounds, the median of the paired ratios, so that load f
 hits both alike; in a fresh process whose MXNet has the job's compute threads
 (``train.devices.configure_cpu_threads``). On 2,000 distinct generated pictures
 (tests/insight_data.clean_set); benchmarks/bench_audit.py measures a real job on 50,000
-tests/datagen images. Known slower case: a few thousand tests/datagen images, where many images
-have a handful of near-identical look-alikes (not yet a crowd) and each such pair gets the
-aligned comparison: about 700 images/s here, under the 10 x bound.
+tests/datagen images (whose near-identical classes make crowds the audit does not compare, so
+they are the cheaper case).
 """
 
 from __future__ import annotations
