@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from tests import datagen
 from train import images, presets
 
 SIZE = 48
@@ -117,4 +119,23 @@ def clean_set(seed: int = 1, per_class: int = 80, classes: int = 5) -> PlantedSe
     for label in [*range(classes)] * (per_class // 4 + 3):
         out.validation.append(packed_validation(picture(rng)))
         out.validation_labels.append(label)
+    return out
+
+
+def datagen_set(classes: int = 4, train_per: int = 60, val_per: int = 15) -> PlantedSet:
+    """tests/datagen's pictures (one colour and stripe pattern per class, differing only by
+    noise, brightness and size) stored as a job stores them: JPEG files, packed at
+    ``resize`` 36. Clean: no image is a copy of another."""
+    out = PlantedSet()
+    for per, seed, pack, images_, labels in (
+        (train_per, 0, packed_train, out.train, out.train_labels),
+        (val_per, 1, packed_validation, out.validation, out.validation_labels),
+    ):
+        rng = random.Random(seed)
+        for label in range(classes):
+            for _ in range(per):
+                size = (rng.randint(40, 72), rng.randint(40, 72))
+                on_disk = images.encode_jpeg(datagen.make_image(label, rng, size), quality=90)
+                images_.append(pack(images.decode_image(on_disk), 36))
+                labels.append(label)
     return out

@@ -15,6 +15,7 @@ def test_job_writes_audit_and_a_self_contained_report(tiny_tree: Path) -> None:
     out = tiny_tree / "output" / "data"
     found = json.loads((out / "audit.json").read_text())
     assert found["train_images"] > 0 and found["validation_images"] > 0
+    assert found["findings"] == []  # tests/datagen's pictures are clean
     assert "Data audit:" in result.stdout
     page = (out / "report.html").read_text()
     assert not re.search(r"(src|href)=['\"](?!data:)", page)  # nothing to fetch

@@ -139,6 +139,16 @@ def test_multi_label_with_weighted_loss(tmp_path: Path, tiny_tree: Path):
     assert max(_validation_accuracies(result.stdout)) >= 0.8  # mean per-class accuracy
     assert artifacts.locate_model(tiny_tree / "model").multi_label
     assert_onnx_matches_plain_mxnet(tiny_tree)
+    # The report page: all but the single-label sections (calibration, activation maps).
+    out = tiny_tree / "output" / "data"
+    assert json.loads((out / "audit.json").read_text())["class_counts"] == {
+        str(k): 32 for k in range(3)
+    }
+    page = (out / "report.html").read_text()
+    for section in ("<h2>Data</h2>", "Class counts", "Hyperparameters", "Learning curves"):
+        assert section in page
+    assert "Per class" in page
+    assert "Calibration" not in page and "activation map" not in page
 
 
 def test_checkpoint_frequency_keeps_every_nth_model(tiny_tree: Path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 
 from train import artifacts
 from train.insight import matching, thumbs
-from train.insight.packed import read_packed
+from train.insight.packed import scan_packed
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +39,31 @@ class Part:
 
     ids: list[int]  # record ids (the .lst index given to packing)
     labels: list[tuple[float, ...]]
-    encoded: list[bytes]
+    encoded: Sequence[bytes]  # a list, or images read from disk on demand
     skipped: list[tuple[str, str]]
 
 
 def read_part(rec: Path, skipped: list[tuple[str, str]] | None = None) -> Part:
-    """Every record of a packed file (the audit keeps only 1 KB per image after decoding)."""
-    ids, labels, encoded = [], [], []
-    for record_id, label, data in read_packed(rec):
-        ids.append(record_id)
-        labels.append(label)
-        encoded.append(data)
+    """Every record of a packed file; the images stay on disk until the audit reads them."""
+    ids, labels, encoded = scan_packed(rec)
     return Part(ids, labels, encoded, list(skipped or []))
+
+
+class _Joined(Sequence[bytes]):
+    """Two sequences of images as one, without reading them."""
+
+    def __init__(self, first: Sequence[bytes], second: Sequence[bytes]) -> None:
+        self._first, self._second = first, second
+
+    def __len__(self) -> int:
+        return len(self._first) + len(self._second)
+
+    def __getitem__(self, k):  # noqa: ANN001, ANN204 - int or slice, as Sequence's
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = k + len(self) if k < 0 else k
+        n = len(self._first)
+        return self._first[k] if k < n else self._second[k - n]
 
 
 def _finding(kind: str, level: str, count: int, message: str, **details: Any) -> dict[str, Any]:
@@ -72,9 +86,11 @@ def _examples(train: Part, validation: Part, n_train: int, i, j, is_copy) -> lis
     ]
 
 
-def _pair_findings(train: Part, validation: Part, grey: np.ndarray, where: str) -> list[dict]:
+def _pair_findings(
+    train: Part, validation: Part, pairs: tuple[np.ndarray, ...], where: str
+) -> list[dict]:
     n = len(train.ids)
-    i, j, is_copy = matching.matching_pairs(grey)
+    i, j, is_copy = pairs[:3]
     label_ids = {lab: k for k, lab in enumerate(dict.fromkeys(train.labels + validation.labels))}
     labels = np.array([label_ids[lab] for lab in train.labels + validation.labels])
     found = []
@@ -91,6 +107,7 @@ def _pair_findings(train: Part, validation: Part, grey: np.ndarray, where: str) 
                     f"{len(leaked)} validation images are {noun} of training images: validation "
                     f"accuracy is optimistic (see {where})",
                     validation_records=(leaked - n).tolist(),
+                    train_records=np.unique(i[sel]).tolist(),
                     examples=_examples(train, validation, n, i[sel], j[sel], is_copy[sel]),
                 )
             )
@@ -120,6 +137,7 @@ def _pair_findings(train: Part, validation: Part, grey: np.ndarray, where: str) 
                 len(np.unique(j[same])),
                 f"{len(np.unique(j[same]))} training images are copies of other training images "
                 f"with the same label (they weigh double)",
+                train_records=np.unique(np.r_[i[same], j[same]]).tolist(),
                 examples=_examples(train, validation, n, i[same], j[same], is_copy[same]),
             )
         )
@@ -172,11 +190,11 @@ def audit(
 ) -> dict[str, Any]:
     """Audit two packed sets; returns the report :func:`run` writes (plain JSON types)."""
     start = time.perf_counter()
-    encoded = train.encoded + validation.encoded
-    grey, sizes, ok = thumbs.thumbnails(
-        encoded, thumbs.decode_factor(min(image_shape[1:])), workers
-    )
-    findings = _pair_findings(train, validation, grey, where)
+    encoded = _Joined(train.encoded, validation.encoded)
+    factor = thumbs.decode_factor(min(image_shape[1:]))
+    points, sizes, ok, digests = thumbs.layouts(encoded, factor, workers)
+    pairs = matching.matching_pairs(encoded, (points, ok, digests), factor, workers)
+    findings = _pair_findings(train, validation, pairs, where)
     counts, class_found = _class_findings(train.labels, class_names, where)
     findings += class_found
     skipped = train.skipped + validation.skipped
@@ -207,6 +225,7 @@ def audit(
     return {
         "train_images": len(train.ids),
         "validation_images": len(validation.ids),
+        "crowded_images": pairs[3],
         "class_counts": {name: int(c) for name, c in zip(class_names, counts, strict=False)},
         "thresholds": {
             **matching.THRESHOLDS,
@@ -246,11 +265,12 @@ def run(spec: Any, cfg: Any, output_dir: Path) -> dict[str, Any] | None:
         artifacts.atomic_write_json(output_dir / AUDIT_JSON, report)
         for finding in report["findings"]:
             (logger.warning if finding["level"] == "warning" else logger.info)(finding["message"])
+        images = len(train.ids) + len(validation.ids)
         logger.info(
-            "Data audit: %d images in %.1f s (%.0f images/s), %d findings; see %s",
-            len(train.ids) + len(validation.ids),
+            "Data audit: %s images in %.1f s (%s images/s), %d findings; see %s",
+            f"{images:,}",
             report["seconds"],
-            (len(train.ids) + len(validation.ids)) / max(report["seconds"], 1e-6),
+            f"{images / max(report['seconds'], 1e-6):,.0f}",
             len(report["findings"]),
             where,
         )

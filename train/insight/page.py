@@ -97,6 +97,12 @@ def _audit_section(found: dict[str, Any] | None) -> str:
         f"<h2>Data</h2><p>{found['train_images']} training and {found['validation_images']} "
         f"validation images; audit took {found['seconds']} s.</p>"
     ]
+    if found.get("crowded_images"):
+        parts.append(
+            f"<p class='muted'>{found['crowded_images']} images have many near-identical "
+            "look-alikes: copies among them are found only when byte-identical (see Thresholds)."
+            "</p>"
+        )
     for item in found["findings"]:
         parts.append(f"<div class='{item['level']}'>{html.escape(item['message'])}</div>")
     if not any(f["level"] == "warning" for f in found["findings"]):
