@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from tests.browser import Browser
 from tests.integration.conftest import run_training
 
 
@@ -24,3 +25,24 @@ def test_job_writes_audit_and_a_self_contained_report(tiny_tree: Path) -> None:
         assert section in page
     assert page.count("activation map") >= 1
     assert 'class="sortable"' in page
+
+    # In a real browser: no console error, nothing fetched, every picture drawn, and the
+    # per-class table sorts by the clicked column (numbers as numbers), both ways.
+    with Browser() as browser, browser.open((out / "report.html").as_uri()) as view:
+        assert view.console_errors == []
+        assert view.network_requests() == []
+        assert view.blank_images() == []
+        table = "table.sortable:last-of-type"
+        headers = view.evaluate(
+            f"[...document.querySelectorAll('{table} th')].map(t => t.textContent)"
+        )
+        column = headers.index("recall")
+        values = (
+            f"[...document.querySelectorAll('{table} tbody tr')]"
+            f".map(r => parseFloat(r.cells[{column}].dataset.v))"
+        )
+        view.click(f"{table} th:nth-child({column + 1})")
+        ascending = view.evaluate(values)
+        assert ascending == sorted(ascending)
+        view.click(f"{table} th:nth-child({column + 1})")
+        assert view.evaluate(values) == sorted(ascending, reverse=True)
