@@ -73,6 +73,7 @@ def test_compose_cpu_profile_trains_on_sample_data_and_serves(cpu_image, tmp_pat
         assert list((tmp_path / "data" / "train").iterdir()), "no sample data written"
         assert_model_dir(tmp_path / "model")
         assert (tmp_path / "output" / "data").is_dir(), "no metrics/plots in ./output/data"
+        assert (tmp_path / "output" / "data" / "report.html").is_file(), "no report page"
         base = f"http://127.0.0.1:{port}"
         try:
             wait_for_ping(f"{base}/ping", timeout=240, alive=_ComposeService(compose, env))
@@ -91,6 +92,8 @@ def test_compose_cpu_profile_trains_on_sample_data_and_serves(cpu_image, tmp_pat
         page = http(f"{base}/")  # the try-it page, from the image's nginx and app
         assert page.status == 200 and page.content_type.startswith("text/html"), page
         assert b'id="oic-config"' in page.body and b"invocations" in page.body
+        report = http(f"{base}/report")  # the job's report, saved beside the model
+        assert report.status == 200 and b"Training report" in report.body, report.status
     finally:
         down = sh(
             [*compose, "down", "-v", "--timeout", "30"], timeout=300, cwd=REPO, env=env, check=False
