@@ -199,7 +199,7 @@ class TorchEngine:
                 progress.set_postfix(loss=f"{scores.loss:.3f}", acc=f"{scores.accuracy:.3f}")
             if (i + 1) % LOG_EVERY_BATCHES == 0:
                 _flush(scores, pending)
-                speed = LOG_EVERY_BATCHES * x.shape[0] * self.world / (time.time() - tick)
+                speed = LOG_EVERY_BATCHES * self.job.cfg.mini_batch_size / (time.time() - tick)
                 logger.info(
                     "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
                     epoch,
@@ -209,9 +209,22 @@ class TorchEngine:
                 )
                 tick = time.time()
         _flush(scores, pending)
-        result = scores.epoch_result(time.time() - start)
-        result["samples_per_sec"] *= self.world  # every rank's images, as MXNet's per host
+        elapsed = time.time() - start
+        self._sum_over_ranks(scores)
+        result = scores.epoch_result(elapsed)
+        result["samples_per_sec"] /= self.job.topology.step_scale  # one host's, as MXNet's
         return result
+
+    def _sum_over_ranks(self, scores: Scores) -> None:
+        """Every rank's training samples in the epoch's accuracy and loss (MXNet's one process
+        per host scores all its devices' outputs)."""
+        if self.world == 1:
+            return
+        totals = [scores.correct, scores.correct_k, float(scores.count), scores.loss_sum]
+        summed = torch.tensor(totals, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(summed)
+        scores.correct, scores.correct_k, count, scores.loss_sum = summed.tolist()
+        scores.count = int(count)
 
     def _stopping(self, stop) -> bool:
         """SIGTERM on any rank stops every rank at the same batch."""
