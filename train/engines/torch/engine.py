@@ -22,7 +22,7 @@ from train import artifacts
 from train.driver import Job
 from train.engines.bundle import Bundle
 from train.engines.torch import augment, losses, optim, precision
-from train.engines.torch.data import RecordLoader
+from train.engines.torch.data import RecordLoader, shard_opener
 from train.engines.torch.gpu import GpuBatches
 from train.engines.torch.graph import SymbolNet
 from train.errors import ClientError, TrainingInterrupted
@@ -73,30 +73,37 @@ class TorchEngine:
         )
         workers = cfg.preprocess_threads or max(1, (os.cpu_count() or 1) // local_devices)
         spec = job.spec
-        self.train_loader = RecordLoader(
-            spec.train.rec,
-            spec.train.idx if spec.train.idx.is_file() else None,
-            augment.AugmentSettings.for_training(
-                cfg.augmentation_type, cfg.image_shape, spec.iter_resize
-            ),
-            batch_size=self.rank_batch,
-            label_width=spec.label_width,
-            training=True,
-            seed=cfg.seed,
-            num_parts=job.topology.num_workers,
-            part_index=job.topology.rank,
-            workers=workers,
+        settings = augment.AugmentSettings.for_training(
+            cfg.augmentation_type, cfg.image_shape, spec.iter_resize
         )
+        self.train_loader: RecordLoader | None = None
+        self.pipe: PipeBatches | None = None
+        if bundle.streamed:  # Pipe mode: no packed training set, the FIFOs
+            self.pipe = self._pipe(settings, workers, local_devices)
+        else:
+            self.train_loader = RecordLoader(
+                spec.train.rec,
+                spec.train.idx if spec.train.idx.is_file() else None,
+                settings,
+                batch_size=self.rank_batch,
+                label_width=spec.label_width,
+                training=True,
+                seed=cfg.seed,
+                num_parts=job.topology.num_workers,
+                part_index=job.topology.rank,
+                workers=workers,
+            )
         # OIC_GPU_DECODE=1: training JPEGs decoded (nvJPEG) and augmented on the GPU. Off by
         # default: nvJPEG's chroma upsampling differs from libjpeg's (on an H200, 75% of
         # values off by more than one level on colour JPEGs), so the network would train on
         # other pixels than validation and the endpoint see; the CPU path is MXNet's, exactly.
         self.gpu_batches = (
             GpuBatches(self.train_loader, device)
-            if device.type == "cuda" and os.environ.get(GPU_DECODE_ENV) == "1"
+            if self.train_loader is not None
+            and device.type == "cuda"
+            and os.environ.get(GPU_DECODE_ENV) == "1"
             else None
         )
-        self.pipe = self._pipe(workers, local_devices) if bundle.streamed else None
         self.val_loader = RecordLoader(
             spec.validation.rec,
             spec.validation.idx if spec.validation.idx.is_file() else None,
@@ -108,7 +115,9 @@ class TorchEngine:
         )
         self._epoch = 0
 
-    def _pipe(self, workers: int, local_devices: int) -> PipeBatches:
+    def _pipe(
+        self, settings: augment.AugmentSettings, workers: int, local_devices: int
+    ) -> PipeBatches:
         """Pipe mode: this process reads one FIFO per epoch in shards, as the MXNet engine."""
         job, cfg = self.job, self.job.cfg
         if local_devices > 1:
@@ -119,21 +128,9 @@ class TorchEngine:
             )
         channel = read_channels(job.paths.input_data_config)["train"]
         source = pipe_mode.source(job.paths, cfg, channel, lossless=False, stop=job.stop)
-        settings = self.train_loader.settings
-
-        def open_shard(shard, seed: int):
-            loader = RecordLoader(
-                shard.rec,
-                shard.idx,
-                settings,
-                batch_size=self.rank_batch,
-                label_width=job.spec.label_width,
-                training=True,
-                seed=seed,
-                workers=workers,
-            )
-            return loader.epoch(0)
-
+        open_shard = shard_opener(
+            settings, batch_size=self.rank_batch, label_width=job.spec.label_width, workers=workers
+        )
         return PipeBatches(
             source,
             open_shard,
@@ -146,9 +143,8 @@ class TorchEngine:
         )
 
     def _train_batches(self, epoch: int):
-        if self.pipe is None:
-            source = self.gpu_batches or self.train_loader
-            return source.epoch(epoch)
+        if self.train_loader is not None:
+            return (self.gpu_batches or self.train_loader).epoch(epoch)
         self.pipe.reset()
         return iter(self.pipe)
 
