@@ -80,13 +80,14 @@ def write_bundle(paths: Paths, cfg: TrainConfig, stop: threading.Event, chief: b
     return directory
 
 
-def run_engine(directory: Path, stop: threading.Event) -> bool:
-    """Run the engine process on a bundle; returns whether this host kept the model.
+def run_engine(directory: Path, stop: threading.Event, python: Path) -> bool:
+    """Run the engine process on a bundle with ``python`` (:func:`torch_python`); returns
+    whether this host kept the model.
 
     Raises:
         ClientError, TrainingInterrupted, RuntimeError: as the engine process ended.
     """
-    command = [str(torch_python()), "-m", "train.engines.torch", str(directory)]
+    command = [str(python), "-m", "train.engines.torch", str(directory)]
     env = {**engine_environment(os.environ), "PYTHONPATH": os.pathsep.join(_pythonpath())}
     child = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
 
@@ -144,6 +145,7 @@ def train_on_pytorch(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> b
             "kv_store=dist_async is MXNet's parameter server, which the PyTorch engine does not "
             "have: use dist_sync (all-reduce between hosts) or training_engine=mxnet"
         )
+    python = torch_python()  # before packing: a missing environment fails in a second
     directory = write_bundle(paths, cfg, stop, cluster.is_chief)
-    logger.info("Starting the PyTorch engine (%s)", torch_python())
-    return run_engine(directory, stop)
+    logger.info("Starting the PyTorch engine (%s)", python)
+    return run_engine(directory, stop, python)
