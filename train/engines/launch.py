@@ -145,6 +145,8 @@ def train_on_pytorch(paths: Paths, cfg: TrainConfig, stop: threading.Event) -> b
             "kv_store=dist_async is MXNet's parameter server, which the PyTorch engine does not "
             "have: use dist_sync (all-reduce between hosts) or training_engine=mxnet"
         )
+    if not cluster.is_distributed and cfg.kv_store:  # as the MXNet engine says it
+        logger.info("kv_store=%s ignored: a single host trains alone", cfg.kv_store)
     python = torch_python()  # before packing: a missing environment fails in a second
     directory = write_bundle(paths, cfg, stop, cluster.is_chief)
     logger.info("Starting the PyTorch engine (%s)", python)
