@@ -21,7 +21,7 @@ import torch
 from train import artifacts
 from train.driver import Job
 from train.engines.bundle import Bundle
-from train.engines.torch import augment, losses, optim, precision
+from train.engines.torch import augment, losses, optim, precision, tally
 from train.engines.torch.data import RecordLoader, shard_opener
 from train.engines.torch.gpu import GpuBatches
 from train.engines.torch.graph import SymbolNet
@@ -189,12 +189,12 @@ class TorchEngine:
                 self.optimizer.step()
             pending.append((y.detach(), out.detach().float(), per_sample.detach()))
             if len(pending) >= flush_every:
-                _flush(scores, pending)
+                tally.flush(scores, pending)
             if progress is not None:
                 progress.update(x.shape[0])
                 progress.set_postfix(loss=f"{scores.loss:.3f}", acc=f"{scores.accuracy:.3f}")
             if (i + 1) % LOG_EVERY_BATCHES == 0:
-                _flush(scores, pending)
+                tally.flush(scores, pending)
                 speed = LOG_EVERY_BATCHES * self.job.cfg.mini_batch_size / (time.time() - tick)
                 logger.info(
                     "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
@@ -204,23 +204,12 @@ class TorchEngine:
                     scores.accuracy,
                 )
                 tick = time.time()
-        _flush(scores, pending)
+        tally.flush(scores, pending)
         elapsed = time.time() - start
-        self._sum_over_ranks(scores)
+        tally.sum_over_ranks(scores, self.device)
         result = scores.epoch_result(elapsed)
         result["samples_per_sec"] /= self.job.topology.step_scale  # one host's, as MXNet's
         return result
-
-    def _sum_over_ranks(self, scores: Scores) -> None:
-        """Every rank's training samples in the epoch's accuracy and loss (MXNet's one process
-        per host scores all its devices' outputs)."""
-        if self.world == 1:
-            return
-        totals = [scores.correct, scores.correct_k, float(scores.count), scores.loss_sum]
-        summed = torch.tensor(totals, dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(summed)
-        scores.correct, scores.correct_k, count, scores.loss_sum = summed.tolist()
-        scores.count = int(count)
 
     def _stopping(self, stop) -> bool:
         """SIGTERM on any rank stops every rank at the same batch."""
@@ -294,13 +283,3 @@ class TorchEngine:
         path = model_dir / artifacts.params_file(epoch_number)
         artifacts.atomic_write(path, lambda tmp: params_io.save(tmp, params))
         return path
-
-
-def _flush(scores: Scores, pending: list) -> None:
-    """Score the batches kept on the device (one host copy for all of them)."""
-    if pending:
-        labels, outputs, losses_ = (
-            torch.cat(parts).cpu().numpy() for parts in zip(*pending, strict=True)
-        )
-        scores.update(labels, outputs, losses_)
-        pending.clear()
