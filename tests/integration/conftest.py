@@ -52,3 +52,19 @@ def set_hyperparameters(base: Path, **changes: str) -> None:
 def tiny_tree(tmp_path: Path) -> Path:
     """A four-channel .lst tree with three learnable classes and the TINY hyperparameters."""
     return make_sagemaker_tree(tmp_path / "opt_ml", hyperparameters=TINY)
+
+
+# The training engines the parity tests run (issue 16): each test that exercises an engine's own
+# code path (its loader, ranks, Pipe reader, checkpoints, stop) runs on both.
+ENGINES = ("mxnet", "pytorch")
+
+
+def use_engine(base: Path, engine: str) -> None:
+    """Make the job at ``base`` train on ``engine`` (``training_engine``)."""
+    set_hyperparameters(base, training_engine=engine)
+
+
+def assert_engine(log: str, engine: str) -> None:
+    """The job logged that it trained on ``engine``, and only that engine's epochs ran."""
+    assert f"Training engine: {engine} (training_engine={engine})" in log, log[-3000:]
+    assert ("Starting the PyTorch engine" in log) == (engine == "pytorch"), log[-3000:]

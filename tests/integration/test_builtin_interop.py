@@ -21,7 +21,7 @@ from serve.app import EXTENSION, create_app
 from serve.settings import Settings
 from tests import builtin_models as bm
 from tests.datagen import make_sagemaker_tree
-from tests.integration.conftest import run_training
+from tests.integration.conftest import assert_engine, run_training
 
 pytestmark = pytest.mark.integration
 FIRST_EPOCH = re.compile(r"Epoch\[0\] Validation-accuracy=([0-9.]+)")
@@ -106,9 +106,15 @@ def multi_label_lists(data_dir: Path, model: bm.BuiltinModel) -> float:
     return float(((scores > 0.5) == (rows > 0.5)).mean())
 
 
-@pytest.mark.parametrize("variant", bm.VARIANTS, ids=[v.name for v in bm.VARIANTS])
+# Every variant on MXNet; the PyTorch engine runs the seed graph the MXNet side builds, once.
+INCREMENTAL = [(v, "mxnet") for v in bm.VARIANTS] + [(bm.SMALL, "pytorch")]
+
+
+@pytest.mark.parametrize(
+    ("variant", "engine"), INCREMENTAL, ids=[f"{v.name}-{e}" for v, e in INCREMENTAL]
+)
 def test_incremental_training_starts_from_the_builtin_models_accuracy(
-    builtin_model, variant, tmp_path
+    builtin_model, variant, engine, tmp_path
 ):
     """The first epoch starts from the seed: at :data:`SEED_LEARNING_RATE` one epoch may move
     its accuracy a little either way, and :data:`SEED_MARGIN` bounds the drop. The rate is what
@@ -129,6 +135,7 @@ def test_incremental_training_starts_from_the_builtin_models_accuracy(
         "mini_batch_size": "16",
         "use_pretrained_model": "0",
         "multi_label": "1" if variant.multi_label else "0",
+        "training_engine": engine,
     }
     base = job_tree(tmp_path / "opt_ml", model.data.data_dir, hyperparameters)
     seed_accuracy = model.accuracy
@@ -138,6 +145,7 @@ def test_incremental_training_starts_from_the_builtin_models_accuracy(
     job = run_training(base)
     log = job.stdout + job.stderr
     assert job.returncode == 0, log[-3000:]
+    assert_engine(log, engine)
     assert "(classifier kept)" in log and "takes raw pixels" in log
     first = float(FIRST_EPOCH.search(log).group(1))
     print(f"\n{variant.name}: seed accuracy {seed_accuracy:.4f}, first epoch {first:.4f}")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.datagen import make_sagemaker_tree
-from tests.integration.conftest import REPO, TINY, run_training
+from tests.integration.conftest import ENGINES, REPO, TINY, assert_engine, run_training
 from tests.ports import free_port
 from train import artifacts
 
@@ -30,8 +30,9 @@ def _accuracies(log: str) -> list[float]:
     return [float(v) for v in re.findall(r"Validation-accuracy=([0-9.]+)", log)]
 
 
-def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(tmp_path: Path):
-    hps = {**TINY, "epochs": "6"}
+@pytest.mark.parametrize("engine", ENGINES)  # PyTorch: gloo ranks meeting at the first host
+def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(tmp_path: Path, engine: str):
+    hps = {**TINY, "epochs": "6", "training_engine": engine}
     port = str(free_port())
     bases = []
     for host in HOSTS:
@@ -58,7 +59,9 @@ def test_two_hosts_dist_sync_match_one_host_with_the_same_total_batch(tmp_path: 
     logs = [proc.communicate(timeout=600)[0] for proc in procs]
     for proc, log in zip(procs, logs, strict=True):
         assert proc.returncode == 0, log[-3000:]
-    assert all("Distributed training on 2 hosts (dist_sync)" in log for log in logs)
+    for host, log in zip(HOSTS, logs, strict=True):
+        assert_engine(log, engine)
+        assert f"Distributed training on 2 hosts (dist_sync), this is {host}" in log, log[-3000:]
     chief, other = bases
     assert artifacts.params_epochs(chief / "model")  # only the first host writes the model
     assert not (other / "model").exists() or not artifacts.params_epochs(other / "model")

@@ -26,7 +26,7 @@ from PIL import Image
 
 from tests.conftest import JobResult
 from tests.datagen import Item, make_class_folders
-from tests.integration.conftest import REPO, TINY
+from tests.integration.conftest import ENGINES, REPO, TINY, assert_engine, run_training
 from tests.pipe_feeder import Feeder, manifest_stream
 from tests.ports import free_port
 from train import artifacts
@@ -170,6 +170,26 @@ def test_pipe_job_reads_each_fifo_once_and_keeps_no_training_data(pipe_job):
     assert scratch == ["validation.idx", "validation.rec"]  # every training shard was deleted
 
 
+def test_the_pytorch_engine_reads_the_fifos_itself_and_learns(images, tmp_path: Path):
+    """The PyTorch engine's process reads each pass's FIFO in shards, as the MXNet engine.
+    (A subprocess: the engine process logs to the job's stdout, which caplog does not see.)"""
+    base = _tree(
+        tmp_path / "opt_ml",
+        {"train": MANIFEST_CHANNEL, "validation": REC_CHANNEL},
+        training_engine="pytorch",
+    )
+    train, validation = _feed(base, images)
+    result = run_training(base, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_engine(result.stdout, "pytorch")
+    assert max(_accuracies(result.stdout)) >= 0.8  # chance is 1/3
+    assert train.opened == list(range(EPOCHS)) and train.error is None
+    assert validation.opened == [0]
+    assert len(artifacts.params_epochs(base / "model")) == 1
+    scratch = sorted(p.name for p in (base / "scratch" / "pipe").iterdir())
+    assert scratch == ["validation.idx", "validation.rec"]  # every training shard was deleted
+
+
 def test_a_resumed_job_reads_the_fifos_from_0_again(pipe_job, images, tmp_path: Path):
     """After a restart SageMaker numbers the FIFOs from 0 while training resumes at a later
     epoch: the job must open train_0 for its epoch 3, not wait for train_3."""
@@ -306,7 +326,8 @@ def _ids(line: dict) -> list[int]:
     return value if isinstance(value, list) else [int(value)]
 
 
-def test_two_hosts_split_a_replicated_stream_and_stay_in_step(images, tmp_path: Path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_hosts_split_a_replicated_stream_and_stay_in_step(images, tmp_path: Path, engine):
     """FullyReplicated: each host is fed every record, in its own order; each trains on its
     CRC-32 share and runs the same number of batches (dist_sync would hang otherwise)."""
     hosts, port = ["127.0.0.1", "localhost"], str(free_port())
@@ -318,6 +339,7 @@ def test_two_hosts_split_a_replicated_stream_and_stay_in_step(images, tmp_path: 
             epochs="2",
             kv_store="dist_sync",
             _ps_port=port,
+            training_engine=engine,
         )
         (base / "input/config/resourceconfig.json").write_text(
             json.dumps({"current_host": host, "hosts": hosts})
@@ -343,6 +365,7 @@ def test_two_hosts_split_a_replicated_stream_and_stay_in_step(images, tmp_path: 
     logs = [proc.communicate(timeout=300)[0] for proc in procs]
     for proc, log in zip(procs, logs, strict=True):
         assert proc.returncode == 0, log[-3000:]
+        assert_engine(log, engine)
     shares = [
         [int(k) for k in re.findall(r"train_\d: 96 training images, (\d+) for this host", log)]
         for log in logs

@@ -15,8 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, run_training, set_hyperparameters
-from train import checkpoint, reports
+from tests.integration.conftest import (
+    ENGINES,
+    REPO,
+    assert_engine,
+    run_training,
+    set_hyperparameters,
+    use_engine,
+)
+from train import checkpoint, devices, reports
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +32,16 @@ def _epochs_logged(log: str) -> list[int]:
     return [int(e) for e in re.findall(r"Epoch\[(\d+)\] Train-accuracy=", log)]
 
 
-def test_a_longer_rerun_resumes_after_the_last_completed_epoch(tiny_tree: Path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_longer_rerun_resumes_after_the_last_completed_epoch(tiny_tree: Path, engine: str):
+    use_engine(tiny_tree, engine)
     set_hyperparameters(tiny_tree, epochs="2", lr_scheduler_step="3", lr_scheduler_factor="0.5")
     first = run_training(tiny_tree)
     assert first.returncode == 0, first.stdout[-3000:]
     set_hyperparameters(tiny_tree, epochs="4")
     second = run_training(tiny_tree)
     assert second.returncode == 0, second.stdout[-3000:]
+    assert_engine(second.stdout, engine)
     assert "Resuming from checkpoint: 2 epoch(s) done" in second.stdout
     assert _epochs_logged(second.stdout) == [2, 3]
     rows = list(csv.DictReader((tiny_tree / "output" / "data" / reports.METRICS_CSV).open()))
@@ -40,9 +50,13 @@ def test_a_longer_rerun_resumes_after_the_last_completed_epoch(tiny_tree: Path):
     assert rates == pytest.approx([0.01, 0.01, 0.01, 0.005])
 
 
-def test_sigterm_stops_cleanly_and_the_restart_resumes(tiny_tree: Path):
+# The PyTorch engine's stop runs with two rank processes: every rank must stop at the same batch.
+@pytest.mark.parametrize(("engine", "contexts"), [("mxnet", "1"), ("pytorch", "2")])
+def test_sigterm_stops_cleanly_and_the_restart_resumes(tiny_tree: Path, engine: str, contexts):
+    use_engine(tiny_tree, engine)
     set_hyperparameters(tiny_tree, epochs="30")
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tiny_tree), "PYTHONUNBUFFERED": "1"}
+    ranks = {devices.CPU_CONTEXTS_ENV: contexts}
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tiny_tree), "PYTHONUNBUFFERED": "1", **ranks}
     proc = subprocess.Popen(
         [sys.executable, "-m", "train"],
         cwd=REPO,
@@ -70,7 +84,7 @@ def test_sigterm_stops_cleanly_and_the_restart_resumes(tiny_tree: Path):
     done = state["epoch"]
 
     set_hyperparameters(tiny_tree, epochs=str(done + 1))
-    resumed = run_training(tiny_tree)
+    resumed = run_training(tiny_tree, env=ranks)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"Resuming from checkpoint: {done} epoch(s) done" in resumed.stdout
     assert _epochs_logged(resumed.stdout) == [done]

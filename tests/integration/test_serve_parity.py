@@ -20,7 +20,7 @@ import requests
 
 from serve import content_types as ct
 from tests.datagen import make_sagemaker_tree
-from tests.integration.conftest import run_training
+from tests.integration.conftest import ENGINES, assert_engine, run_training
 from tests.serve_fixtures import ServerProcess
 from train import artifacts, reports
 
@@ -54,15 +54,18 @@ def logged_accuracy(log: str, saved_epoch: int) -> float:
     return by_epoch[saved_epoch - 1]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, str]:
-    """One training job for both backends: its SageMaker tree and its log."""
+@pytest.fixture(scope="module", params=ENGINES)
+def trained(request, tmp_path_factory) -> tuple[Path, str]:
+    """One training job per engine for both backends: its SageMaker tree and its log."""
+    engine = request.param
     base = make_sagemaker_tree(
-        tmp_path_factory.mktemp("parity") / "opt_ml", hyperparameters=HYPERPARAMETERS
+        tmp_path_factory.mktemp(f"parity-{engine}") / "opt_ml",
+        hyperparameters={**HYPERPARAMETERS, "training_engine": engine},
     )
     job = run_training(base)
     log = job.stdout + job.stderr
     assert job.returncode == 0, log[-3000:]
+    assert_engine(log, engine)
     return base, log
 
 

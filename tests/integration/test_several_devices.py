@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.datagen import make_sagemaker_tree
-from tests.integration.conftest import TINY, run_training, set_hyperparameters
+from tests.integration.conftest import (
+    ENGINES,
+    TINY,
+    assert_engine,
+    run_training,
+    set_hyperparameters,
+)
 from train import checkpoint, devices, reports
 
 pytestmark = pytest.mark.integration
@@ -23,14 +29,19 @@ def _validation_accuracies(log: str) -> list[float]:
     return [float(v) for v in re.findall(r"Epoch\[\d+\] Validation-accuracy=([0-9.]+)", log)]
 
 
-def test_two_contexts_learn_like_one_resume_and_validate_every_image_once(tmp_path: Path):
-    one = make_sagemaker_tree(tmp_path / "one", hyperparameters=TINY)
-    two = make_sagemaker_tree(tmp_path / "two", hyperparameters=TINY)
+@pytest.mark.parametrize("engine", ENGINES)  # PyTorch: two gloo rank processes
+def test_two_contexts_learn_like_one_resume_and_validate_every_image_once(
+    tmp_path: Path, engine: str
+):
+    hps = {**TINY, "training_engine": engine}
+    one = make_sagemaker_tree(tmp_path / "one", hyperparameters=hps)
+    two = make_sagemaker_tree(tmp_path / "two", hyperparameters=hps)
     single = run_training(one)
     assert single.returncode == 0, single.stdout[-3000:]
     double = run_training(two, env=TWO)
     assert double.returncode == 0, double.stdout[-3000:]
-    assert "training on 2 CPU contexts" in double.stdout
+    assert_engine(double.stdout, engine)
+    assert "No GPU visible: training on 2 CPU contexts (OIC_CPU_CONTEXTS)" in double.stdout
     best_one = max(_validation_accuracies(single.stdout))
     best_two = max(_validation_accuracies(double.stdout))
     print(f"best validation accuracy: one context {best_one:.3f}, two contexts {best_two:.3f}")

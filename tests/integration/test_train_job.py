@@ -14,7 +14,13 @@ import onnx
 import pytest
 
 from tests.datagen import make_class_folders, make_image
-from tests.integration.conftest import run_training, set_hyperparameters
+from tests.integration.conftest import (
+    ENGINES,
+    assert_engine,
+    run_training,
+    set_hyperparameters,
+    use_engine,
+)
 from tests.onnx_checks import TOLERANCE, max_difference, pixels_of
 from train import artifacts, model, records, reports
 from train.formats import metadata, model_dir
@@ -44,14 +50,18 @@ def assert_onnx_matches_plain_mxnet(base: Path) -> None:
     assert diff <= TOLERANCE
 
 
-def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lst_job_learns_and_writes_the_builtin_artifacts(tiny_tree: Path, engine: str):
+    use_engine(tiny_tree, engine)
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_engine(result.stdout, engine)
     accuracies = _validation_accuracies(result.stdout)
     assert len(accuracies) == 3 + 1  # each epoch's, then the saved model's
     assert max(accuracies) >= 0.8  # chance is 1/3
-    for definition in METRIC_DEFINITIONS[:2]:
-        assert re.search(definition["Regex"], result.stdout), definition
+    for definition in METRIC_DEFINITIONS:  # every engine prints every line (top_k: if set)
+        if "top_k" not in definition["Name"]:
+            assert re.search(definition["Regex"], result.stdout), definition
     # A tuning job ranks the job by the last value its objective regex reads: the saved epoch's
     # (the params file's number counts epochs from 1), not the last epoch's.
     objective = next(d["Regex"] for d in METRIC_DEFINITIONS if d["Name"] == "validation:accuracy")
@@ -91,7 +101,8 @@ def test_class_folders_without_validation_channel_are_split(tmp_path: Path, tiny
     assert names == ["class_0", "class_1", "class_2"]
 
 
-def test_recordio_channels(tmp_path: Path, tiny_tree: Path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_recordio_channels(tmp_path: Path, tiny_tree: Path, engine: str):
     data = tiny_tree / "input" / "data"
     settings = records.PackSettings(36, False, (32, 32), 10**8)
     for channel in ("train", "validation"):
@@ -116,13 +127,15 @@ def test_recordio_channels(tmp_path: Path, tiny_tree: Path):
         (data / channel).mkdir()
         shutil.copy(packed.rec, data / channel / f"{channel}.rec")
         shutil.copy(packed.idx, data / channel / f"{channel}.idx")
-    set_hyperparameters(tiny_tree, resize="36")
+    set_hyperparameters(tiny_tree, resize="36", training_engine=engine)
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert_engine(result.stdout, engine)
     assert max(_validation_accuracies(result.stdout)) >= 0.8
 
 
-def test_multi_label_with_weighted_loss(tmp_path: Path, tiny_tree: Path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_multi_label_with_weighted_loss(tmp_path: Path, tiny_tree: Path, engine: str):
     data = tiny_tree / "input" / "data"
     for channel in ("train", "validation"):
         lines = (data / f"{channel}_lst" / f"{channel}.lst").read_text().splitlines()
@@ -133,9 +146,10 @@ def test_multi_label_with_weighted_loss(tmp_path: Path, tiny_tree: Path):
             hot[int(float(label))] = "1"
             rows.append("\t".join([index, *hot, rel]))
         (data / f"{channel}_lst" / f"{channel}.lst").write_text("\n".join(rows) + "\n")
-    set_hyperparameters(tiny_tree, multi_label="1", use_weighted_loss="1")
+    set_hyperparameters(tiny_tree, multi_label="1", use_weighted_loss="1", training_engine=engine)
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert_engine(result.stdout, engine)
     assert max(_validation_accuracies(result.stdout)) >= 0.8  # mean per-class accuracy
     assert artifacts.locate_model(tiny_tree / "model").multi_label
     assert_onnx_matches_plain_mxnet(tiny_tree)
@@ -151,10 +165,12 @@ def test_multi_label_with_weighted_loss(tmp_path: Path, tiny_tree: Path):
     assert "Calibration" not in page and "activation map" not in page
 
 
-def test_checkpoint_frequency_keeps_every_nth_model(tiny_tree: Path):
-    set_hyperparameters(tiny_tree, epochs="4", checkpoint_frequency="2")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_checkpoint_frequency_keeps_every_nth_model(tiny_tree: Path, engine: str):
+    set_hyperparameters(tiny_tree, epochs="4", checkpoint_frequency="2", training_engine=engine)
     result = run_training(tiny_tree)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert_engine(result.stdout, engine)
     assert artifacts.params_epochs(tiny_tree / "model") == [2, 4]
     exported = onnx.load(str(tiny_tree / "model" / artifacts.ONNX_FILE))  # the final model's
     source = {p.key: p.value for p in exported.metadata_props}[onnx_format.META_SOURCE]

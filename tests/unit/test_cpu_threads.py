@@ -32,3 +32,10 @@ def test_a_users_thread_setting_is_kept(monkeypatch, variable):
     assert os.environ[variable] == "3"
     if variable == "MXNET_OMP_MAX_THREADS":
         assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_the_pytorch_engines_openmp_threads_sleep_when_idle_unless_the_user_chose():
+    from train.engines.launch import engine_environment
+
+    assert engine_environment({"PATH": "/bin"}) == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert engine_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -21,8 +21,8 @@ import torch
 from train import artifacts
 from train.driver import Job
 from train.engines.bundle import Bundle
-from train.engines.torch import augment, losses, optim, precision
-from train.engines.torch.data import RecordLoader
+from train.engines.torch import augment, losses, optim, precision, tally
+from train.engines.torch.data import RecordLoader, shard_opener
 from train.engines.torch.gpu import GpuBatches
 from train.engines.torch.graph import SymbolNet
 from train.errors import ClientError, TrainingInterrupted
@@ -73,30 +73,37 @@ class TorchEngine:
         )
         workers = cfg.preprocess_threads or max(1, (os.cpu_count() or 1) // local_devices)
         spec = job.spec
-        self.train_loader = RecordLoader(
-            spec.train.rec,
-            spec.train.idx if spec.train.idx.is_file() else None,
-            augment.AugmentSettings.for_training(
-                cfg.augmentation_type, cfg.image_shape, spec.iter_resize
-            ),
-            batch_size=self.rank_batch,
-            label_width=spec.label_width,
-            training=True,
-            seed=cfg.seed,
-            num_parts=job.topology.num_workers,
-            part_index=job.topology.rank,
-            workers=workers,
+        settings = augment.AugmentSettings.for_training(
+            cfg.augmentation_type, cfg.image_shape, spec.iter_resize
         )
+        self.train_loader: RecordLoader | None = None
+        self.pipe: PipeBatches | None = None
+        if bundle.streamed:  # Pipe mode: no packed training set, the FIFOs
+            self.pipe = self._pipe(settings, workers, local_devices)
+        else:
+            self.train_loader = RecordLoader(
+                spec.train.rec,
+                spec.train.idx if spec.train.idx.is_file() else None,
+                settings,
+                batch_size=self.rank_batch,
+                label_width=spec.label_width,
+                training=True,
+                seed=cfg.seed,
+                num_parts=job.topology.num_workers,
+                part_index=job.topology.rank,
+                workers=workers,
+            )
         # OIC_GPU_DECODE=1: training JPEGs decoded (nvJPEG) and augmented on the GPU. Off by
         # default: nvJPEG's chroma upsampling differs from libjpeg's (on an H200, 75% of
         # values off by more than one level on colour JPEGs), so the network would train on
         # other pixels than validation and the endpoint see; the CPU path is MXNet's, exactly.
         self.gpu_batches = (
             GpuBatches(self.train_loader, device)
-            if device.type == "cuda" and os.environ.get(GPU_DECODE_ENV) == "1"
+            if self.train_loader is not None
+            and device.type == "cuda"
+            and os.environ.get(GPU_DECODE_ENV) == "1"
             else None
         )
-        self.pipe = self._pipe(workers, local_devices) if bundle.streamed else None
         self.val_loader = RecordLoader(
             spec.validation.rec,
             spec.validation.idx if spec.validation.idx.is_file() else None,
@@ -108,7 +115,9 @@ class TorchEngine:
         )
         self._epoch = 0
 
-    def _pipe(self, workers: int, local_devices: int) -> PipeBatches:
+    def _pipe(
+        self, settings: augment.AugmentSettings, workers: int, local_devices: int
+    ) -> PipeBatches:
         """Pipe mode: this process reads one FIFO per epoch in shards, as the MXNet engine."""
         job, cfg = self.job, self.job.cfg
         if local_devices > 1:
@@ -119,21 +128,9 @@ class TorchEngine:
             )
         channel = read_channels(job.paths.input_data_config)["train"]
         source = pipe_mode.source(job.paths, cfg, channel, lossless=False, stop=job.stop)
-        settings = self.train_loader.settings
-
-        def open_shard(shard, seed: int):
-            loader = RecordLoader(
-                shard.rec,
-                shard.idx,
-                settings,
-                batch_size=self.rank_batch,
-                label_width=job.spec.label_width,
-                training=True,
-                seed=seed,
-                workers=workers,
-            )
-            return loader.epoch(0)
-
+        open_shard = shard_opener(
+            settings, batch_size=self.rank_batch, label_width=job.spec.label_width, workers=workers
+        )
         return PipeBatches(
             source,
             open_shard,
@@ -146,9 +143,8 @@ class TorchEngine:
         )
 
     def _train_batches(self, epoch: int):
-        if self.pipe is None:
-            source = self.gpu_batches or self.train_loader
-            return source.epoch(epoch)
+        if self.train_loader is not None:
+            return (self.gpu_batches or self.train_loader).epoch(epoch)
         self.pipe.reset()
         return iter(self.pipe)
 
@@ -193,13 +189,13 @@ class TorchEngine:
                 self.optimizer.step()
             pending.append((y.detach(), out.detach().float(), per_sample.detach()))
             if len(pending) >= flush_every:
-                _flush(scores, pending)
+                tally.flush(scores, pending)
             if progress is not None:
                 progress.update(x.shape[0])
                 progress.set_postfix(loss=f"{scores.loss:.3f}", acc=f"{scores.accuracy:.3f}")
             if (i + 1) % LOG_EVERY_BATCHES == 0:
-                _flush(scores, pending)
-                speed = LOG_EVERY_BATCHES * x.shape[0] * self.world / (time.time() - tick)
+                tally.flush(scores, pending)
+                speed = LOG_EVERY_BATCHES * self.job.cfg.mini_batch_size / (time.time() - tick)
                 logger.info(
                     "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
                     epoch,
@@ -208,9 +204,11 @@ class TorchEngine:
                     scores.accuracy,
                 )
                 tick = time.time()
-        _flush(scores, pending)
-        result = scores.epoch_result(time.time() - start)
-        result["samples_per_sec"] *= self.world  # every rank's images, as MXNet's per host
+        tally.flush(scores, pending)
+        elapsed = time.time() - start
+        tally.sum_over_ranks(scores, self.device)
+        result = scores.epoch_result(elapsed)
+        result["samples_per_sec"] /= self.job.topology.step_scale  # one host's, as MXNet's
         return result
 
     def _stopping(self, stop) -> bool:
@@ -285,13 +283,3 @@ class TorchEngine:
         path = model_dir / artifacts.params_file(epoch_number)
         artifacts.atomic_write(path, lambda tmp: params_io.save(tmp, params))
         return path
-
-
-def _flush(scores: Scores, pending: list) -> None:
-    """Score the batches kept on the device (one host copy for all of them)."""
-    if pending:
-        labels, outputs, losses_ = (
-            torch.cat(parts).cpu().numpy() for parts in zip(*pending, strict=True)
-        )
-        scores.update(labels, outputs, losses_)
-        pending.clear()

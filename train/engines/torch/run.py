@@ -40,6 +40,7 @@ class Place:
     master: str
     port: int
     gpu: bool
+    host: str  # this host's name in resourceconfig.json
 
 
 def _check_driver(torch) -> None:
@@ -77,6 +78,7 @@ def _place(paths: Paths, port: int, local_rank: int) -> Place:
         master,
         port,
         gpus > 0,
+        cluster.current_host,
     )
 
 
@@ -103,6 +105,8 @@ def main(argv: list[str]) -> int:
         bundle = bundles.read(directory)
         paths = Paths.from_env()
         place = _place(paths, bundle.cfg.ps_port, int(rank_env or 0))
+        if place.local_rank > 0:  # a host logs once, as MXNet's one process per host does
+            logging.getLogger().setLevel(logging.WARNING)
         if rank_env is None and place.local_devices > 1:
             return _run_ranks(directory, place, stop)
         chief = _train_rank(paths, bundle, place, stop)
@@ -173,11 +177,11 @@ def _train_rank(paths: Paths, bundle: bundles.Bundle, place: Place, stop: thread
             rank=place.rank,
             world_size=place.world,
         )
-    if place.rank == 0:
+    if place.local_rank == 0:  # every host says where it trains, as MXNet's workers do
         _log_devices(place, device)
     checkpoints = paths.checkpoint_dir
     if place.hosts > 1:
-        checkpoints = checkpoints / Cluster.from_file(paths.resource_config).current_host
+        checkpoints = checkpoints / place.host
     topology = Topology(
         checkpoints,
         num_workers=place.world,
@@ -198,7 +202,11 @@ def _log_devices(place: Place, device) -> None:
     import torch
 
     if place.hosts > 1:
-        logger.info("Distributed training on %d hosts (dist_sync)", place.hosts)
+        logger.info(
+            "Distributed training on %d hosts (dist_sync), this is %s",
+            place.hosts,
+            place.host,
+        )
     if place.gpu:
         name = torch.cuda.get_device_name(device)
         logger.info(
