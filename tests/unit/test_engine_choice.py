@@ -75,3 +75,9 @@ def test_a_driver_library_without_the_driver_api_means_no_gpu(monkeypatch):
     monkeypatch.setattr(devices.ctypes, "CDLL", lambda name: SimpleNamespace())
     assert devices.visible_gpus() == []
     assert devices.driver_cuda_version() is None
+
+
+def test_float16_without_a_gpu_is_refused_before_any_work():
+    for engine in ("auto", "mxnet", "pytorch"):
+        with pytest.raises(ClientError, match="float16 needs a GPU and none is visible"):
+            engines.choose(engine, [], "float16")

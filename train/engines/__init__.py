@@ -44,6 +44,11 @@ def choose(setting: str, gpus: list[Gpu], precision_dtype: str = "float32") -> C
     Raises:
         ClientError: the engine asked for cannot run on these devices or this precision.
     """
+    if precision_dtype == "float16" and not gpus:
+        raise ClientError(
+            "precision_dtype=float16 needs a GPU and none is visible; use float32 on the "
+            "CPU, or run on a GPU instance (and with --gpus all / a compose GPU reservation)"
+        )
     if setting == AUTO:
         if not gpus:
             choice = Choice(MXNET, "no GPU visible: MXNet's CPU kernels (oneDNN) train faster")
