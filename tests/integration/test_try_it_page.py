@@ -69,7 +69,7 @@ def stack(tmp_path_factory) -> Iterator[ServerProcess]:
     make_model_dir(base / "model", class_names=CLASSES, seed=3)
     (base / "model" / "report.html").write_text(REPORT.format(png=inline_png()))
     with ServerProcess(base, base / "server.log", {"MODEL_SERVER_THREADS": "4"}) as proc:
-        proc.wait_listening(timeout=120)
+        proc.wait_ready(timeout=120)
         yield proc
 
 
