@@ -51,3 +51,8 @@ def saved_model_line(epoch: int, accuracy: float) -> str:
         f"Epoch[{epoch}] Validation-accuracy={accuracy:f} "
         "(the saved model's: the value a tuning job ranks this job by)"
     )
+
+
+def batch_speed_line(epoch: int, batch: int, speed: float, accuracy: float) -> str:
+    """The built-in's progress line every 50 batches (both engines log it)."""
+    return f"Epoch[{epoch}] Batch [{batch}]\tSpeed: {speed:.2f} samples/sec\taccuracy={accuracy:f}"

@@ -18,6 +18,7 @@ from mxnet import autograd, gluon
 
 from train import precision
 from train.errors import TrainingInterrupted
+from train.metric_lines import batch_speed_line
 from train.scoring import Scores
 
 logger = logging.getLogger(__name__)
@@ -97,13 +98,7 @@ def train_one_epoch(
             progress.set_postfix(loss=f"{scores.loss:.3f}", acc=f"{scores.accuracy:.3f}")
         if (i + 1) % LOG_EVERY_BATCHES == 0:
             speed = LOG_EVERY_BATCHES * batch.data[0].shape[0] / (time.time() - tick)
-            logger.info(
-                "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
-                epoch,
-                i + 1,
-                speed,
-                scores.accuracy,
-            )
+            logger.info(batch_speed_line(epoch, i + 1, speed, scores.accuracy))
             tick = time.time()
     return scores.epoch_result(time.time() - start)
 

@@ -30,6 +30,7 @@ from train.formats import params_io
 from train.inputs import pipe_mode
 from train.inputs.channels import read_channels
 from train.inputs.shards import PipeBatches
+from train.metric_lines import batch_speed_line
 from train.scoring import Scores
 
 logger = logging.getLogger(__name__)
@@ -196,13 +197,7 @@ class TorchEngine:
             if (i + 1) % LOG_EVERY_BATCHES == 0:
                 tally.flush(scores, pending)
                 speed = LOG_EVERY_BATCHES * self.job.cfg.mini_batch_size / (time.time() - tick)
-                logger.info(
-                    "Epoch[%d] Batch [%d]\tSpeed: %.2f samples/sec\taccuracy=%f",
-                    epoch,
-                    i + 1,
-                    speed,
-                    scores.accuracy,
-                )
+                logger.info(batch_speed_line(epoch, i + 1, speed, scores.accuracy))
                 tick = time.time()
         tally.flush(scores, pending)
         elapsed = time.time() - start
